@@ -1,0 +1,109 @@
+"""The :class:`Alignment` result: tables, aligned embeddings, manifest; save and load."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mash._io import write_csv, write_json, write_npz
+from mash.errors import MashInputError
+
+MAPPING_COLUMNS = ["site", "code", "reference_code", "score", "rank"]
+CONCEPT_COLUMNS = ["concept_id", "site", "code", "description"]
+
+
+@dataclass
+class Alignment:
+    """Cross-site alignment of K ≥ 2 sites to a reference site.
+
+    Attributes
+    ----------
+    reference : str
+        Name of the reference site.
+    mapping : DataFrame
+        Columns ``site, code, reference_code, score, rank`` (see docs/formats.md):
+        top-k reference candidates for every code of every non-reference site.
+    concepts : DataFrame
+        Columns ``concept_id, site, code, description``; every (site, code) once.
+    embeddings : dict of ndarray
+        ``site`` (n,), ``code`` (n,), ``text`` (n, d_text), ``cooccurrence`` (n, d_co),
+        ``cooccurrence_reliable`` (n,) bool, ``vectors`` (n, d_text + d_co): every
+        (site, code) in the reference site's space.
+    manifest : dict
+        Version, parameters, input hashes, row counts, anchors, timings.
+    """
+
+    reference: str
+    mapping: pd.DataFrame
+    concepts: pd.DataFrame
+    embeddings: dict[str, np.ndarray]
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sites(self) -> list[str]:
+        """Site names in the order they were given."""
+        return list(self.manifest.get("sites", {}).keys()) or sorted(set(self.concepts["site"]))
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write ``mapping.csv``, ``concepts.csv``, ``embeddings.npz``, ``manifest.json``
+        (each atomically; the manifest last, so a directory with a manifest is complete)."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_csv(out / "mapping.csv", self.mapping[MAPPING_COLUMNS])
+        write_csv(out / "concepts.csv", self.concepts[CONCEPT_COLUMNS])
+        emb = {k: (v.astype(str) if v.dtype == object else v) for k, v in self.embeddings.items()}
+        write_npz(out / "embeddings.npz", **emb)
+        write_json(out / "manifest.json", self.manifest)
+        return out
+
+    @classmethod
+    def load(cls, out_dir: str | Path) -> Alignment:
+        """Read a directory written by :meth:`save` (or by ``mash align``)."""
+        out = Path(out_dir)
+        if not out.is_dir():
+            raise MashInputError("alignment directory not found", file=out)
+        for name in ("manifest.json", "mapping.csv", "concepts.csv", "embeddings.npz"):
+            if not (out / name).is_file():
+                raise MashInputError(
+                    f"not a complete alignment directory: {name} is missing", file=out
+                )
+        try:
+            manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise MashInputError(f"corrupt manifest ({exc})", file=out / "manifest.json") from exc
+        frames = {}
+        for name, cols in (("mapping.csv", MAPPING_COLUMNS), ("concepts.csv", CONCEPT_COLUMNS)):
+            try:
+                frame = pd.read_csv(
+                    out / name,
+                    dtype={"site": str, "code": str, "reference_code": str, "concept_id": str, "description": str},
+                    keep_default_na=False,
+                )
+            except (UnicodeDecodeError, pd.errors.ParserError, ValueError) as exc:
+                raise MashInputError(f"corrupt CSV ({type(exc).__name__})", file=out / name) from exc
+            missing = [c for c in cols if c not in frame.columns]
+            if missing:
+                raise MashInputError(f"missing columns {missing}", file=out / name)
+            frames[name] = frame
+        try:
+            with np.load(out / "embeddings.npz", allow_pickle=False) as z:
+                emb = {k: z[k] for k in z.files}
+        except Exception as exc:
+            raise MashInputError(f"corrupt embeddings ({type(exc).__name__})", file=out / "embeddings.npz") from exc
+        return cls(
+            reference=manifest.get("reference", ""),
+            mapping=frames["mapping.csv"],
+            concepts=frames["concepts.csv"],
+            embeddings=emb,
+            manifest=manifest,
+        )
+
+    def vectors_for(self, site: str) -> tuple[np.ndarray, np.ndarray]:
+        """Codes and aligned vectors of one site: (codes (n,), vectors (n, d))."""
+        m = self.embeddings["site"] == site
+        return self.embeddings["code"][m], self.embeddings["vectors"][m]

@@ -1,0 +1,145 @@
+"""The ``mash`` command: parse, call the API, print. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from mash._version import __version__
+from mash.errors import MashError
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mash", description="Multi-site alignment of clinical codes.")
+    p.add_argument("--version", action="version", version=f"mash {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("align", help="align two or more sites to a reference site")
+    a.add_argument("sites", nargs="+", type=Path, metavar="SITE_DIR")
+    a.add_argument("--reference", required=True, metavar="NAME", help="name of the reference site")
+    a.add_argument("--out", required=True, type=Path, metavar="OUT_DIR")
+    a.add_argument("--name", action="append", default=None, metavar="NAME",
+                   help="site name overriding the directory name (repeat, in SITE_DIR order)")
+    a.add_argument("--anchors", type=Path, metavar="FILE", help="CSV of known pairs: site,code,reference_code")
+    a.add_argument("--text-model", metavar="PATH", help="local sentence-transformers model (default: bundled all-MiniLM-L6-v2)")
+    a.add_argument("--cache-dir", metavar="DIR", help="embedding cache (default $MASH_CACHE_DIR or ~/.cache/mash)")
+    a.add_argument("--window-days", type=float, default=30.0)
+    a.add_argument("--sppmi-shift", type=float, default=5.0)
+    a.add_argument("--text-dim", type=_positive_int, default=None, help="size of the text half (PCA); default: the model's")
+    a.add_argument("--cooc-dim", type=_positive_int, default=64, help="size of the co-occurrence half")
+    a.add_argument("--min-events", type=int, default=20, help="events below which a code leans on text")
+    a.add_argument("--top-k", type=_positive_int, default=10)
+    a.add_argument("--concept-threshold", type=float, default=0.5)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+
+    s = sub.add_parser("simulate", help="write simulated ICD-9-CM / ICD-10-CM sites with GEM gold pairs")
+    s.add_argument("out", type=Path, metavar="OUT_DIR")
+    s.add_argument("--patients", type=_positive_int, default=2000, help="patients per site")
+    s.add_argument("--conditions", type=_positive_int, default=1500, help="ICD-9-CM conditions simulated")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--opaque", choices=["site_A", "site_B"], default=None,
+                   help="replace this site's codes by opaque local ids")
+    s.add_argument("--format", choices=["csv", "parquet"], default="csv", dest="events_format")
+    s.add_argument("--quiet", action="store_true")
+    return p
+
+
+def _say(quiet: bool, text: str) -> None:
+    if not quiet:
+        print(text, file=sys.stderr)
+
+
+def _cmd_align(args: argparse.Namespace) -> int:
+    from mash.align import align
+    from mash.sites import Site
+
+    names = args.name or []
+    if len(names) > len(args.sites):
+        raise MashError(f"{len(names)} --name values for {len(args.sites)} site directories")
+    sites = []
+    for i, path in enumerate(args.sites):
+        sites.append(Site.load(path, name=names[i] if i < len(names) else None))
+    alignment = align(
+        sites,
+        args.reference,
+        anchors_file=args.anchors,
+        text_model=args.text_model,
+        cache_dir=args.cache_dir,
+        window_days=args.window_days,
+        sppmi_shift=args.sppmi_shift,
+        text_dim=args.text_dim,
+        cooc_dim=args.cooc_dim,
+        min_events=args.min_events,
+        top_k=args.top_k,
+        concept_threshold=args.concept_threshold,
+        seed=args.seed,
+        quiet=args.quiet,
+    )
+    alignment.save(args.out)
+    m = alignment.manifest
+    for name, info in m["sites"].items():
+        skipped = {
+            k: v["rows"]
+            for k, v in info["skipped_or_repaired"].items()
+            if isinstance(v, dict) and k != "rows" and v.get("rows")
+        }
+        _say(args.quiet, f"{name}: {info['codes']} codes, {info['events']} events, {info['subjects']} subjects; "
+             f"{info['codes_below_min_events']} codes below --min-events lean on text; "
+             f"skipped/repaired: {skipped or 'none'}")
+    for name, log in m["pairs"].items():
+        _say(args.quiet, f"{name} → {alignment.reference}: anchors {log.get('anchors')}, "
+             f"co-occurrence {'used' if log.get('cooc_used') else 'not used (' + log.get('cooc_reason', '') + ')'}")
+    out = m["outputs"]
+    _say(args.quiet, f"wrote {args.out}/: {out['mapping_rows']} candidate rows, {out['concepts']} concepts "
+         f"({out['merged_concepts']} merged across sites) in {m['timings_s']['total']:.1f} s")
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from mash.synth import simulate
+
+    res = simulate(args.out, n_patients=args.patients, seed=args.seed, n_conditions=args.conditions,
+                   opaque_site=args.opaque, events_format=args.events_format, quiet=args.quiet)
+    _say(args.quiet, f"wrote {args.out}/: {res}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mash`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    handlers = {"align": _cmd_align, "simulate": _cmd_simulate}
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            code = handlers[args.command](args)
+        for w in caught:
+            if not issubclass(w.category, (DeprecationWarning, FutureWarning)):
+                print(f"mash: warning: {w.message}", file=sys.stderr)
+        return code
+    except MashError as exc:
+        print(f"mash: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mash: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not bad input: one line unless --debug
+        if args.debug:
+            raise
+        print(f"mash: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
