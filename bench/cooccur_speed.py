@@ -10,8 +10,10 @@ Usage::
     python bench/cooccur_speed.py                 # 100k and 200k patients
     python bench/cooccur_speed.py --patients 50000 --threads 1 --repeat 1
 
-Prints one table row per size: events, pairs, best-of-``repeat`` seconds, events/s, and
-the process's peak RSS (``ru_maxrss``, which only grows: the row shows the peak so far).
+Prints one table row per size: events, pairs, capped pairs, best-of-``repeat`` seconds,
+events/s, the size of the input arrays, the peak of memory allocated by the call on top of
+them (``tracemalloc``, measured in one extra untimed run; NumPy reports its buffers to it),
+and the process's peak RSS so far (``ru_maxrss``; it includes the event generator).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+import tracemalloc
 
 import numpy as np
 
@@ -64,7 +67,7 @@ def main() -> None:
     args = ap.parse_args()
 
     print(f"{'patients':>9} {'events':>10} {'pairs':>11} {'capped':>7} {'seconds':>8} "
-          f"{'events/s':>11} {'peak RSS MiB':>13}")
+          f"{'events/s':>11} {'input MiB':>10} {'extra MiB':>10} {'peak RSS MiB':>13}")
     for n_patients in args.patients:
         subject, time_days, code = generate_events(n_patients, n_codes=args.codes)
         best = float("inf")
@@ -74,8 +77,14 @@ def main() -> None:
                 subject, time_days, code, args.codes, args.window, n_threads=args.threads
             )
             best = min(best, time.perf_counter() - t0)
+        tracemalloc.start()
+        cooccurrence_counts(subject, time_days, code, args.codes, args.window, n_threads=args.threads)
+        extra = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        size = (subject.nbytes + time_days.nbytes + code.nbytes) / 2**20
         print(f"{n_patients:>9,} {subject.size:>10,} {res.n_pairs:>11,} {res.n_pairs_capped:>7,} "
-              f"{best:>8.3f} {subject.size / best:>11,.0f} {peak_rss_mib():>13,.0f}")
+              f"{best:>8.3f} {subject.size / best:>11,.0f} {size:>10,.0f} {extra:>10,.0f} "
+              f"{peak_rss_mib():>13,.0f}")
         if args.embed:
             emb = cooccurrence_embeddings(
                 subject, time_days, code, args.codes, window_days=args.window,
