@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--text-model", metavar="PATH", help="local sentence-transformers model (default: bundled all-MiniLM-L6-v2)")
     a.add_argument("--cache-dir", metavar="DIR", help="embedding cache (default $MASH_CACHE_DIR or ~/.cache/mash)")
     a.add_argument("--window-days", type=float, default=30.0)
-    a.add_argument("--sppmi-shift", type=float, default=5.0)
+    a.add_argument("--sppmi-shift", type=float, default=1.0, help="SPPMI shift k (1 = PPMI)")
     a.add_argument("--text-dim", type=_positive_int, default=None, help="size of the text half (PCA); default: the model's")
     a.add_argument("--cooc-dim", type=_positive_int, default=64, help="size of the co-occurrence half")
     a.add_argument("--min-events", type=int, default=20, help="events below which a code leans on text")

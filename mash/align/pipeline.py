@@ -38,7 +38,7 @@ from mash.progress import Timer, bar
 from mash.sites import Site
 from mash.text import TextEmbedder, tfidf_pair
 
-FEATURES = ["text_raw", "text_norm", "char", "word", "cooc", "cooc_missing"]
+FEATURES = ["text_raw", "text_norm", "char", "word", "cooc", "cooc_missing", "freq_gap"]
 
 
 @dataclass
@@ -84,7 +84,7 @@ class AlignConfig:
     text_model: str | None = None
     cache_dir: str | None = None
     window_days: float = 30.0
-    sppmi_shift: float = 5.0
+    sppmi_shift: float = 1.0
     text_dim: int | None = None
     cooc_dim: int = 64
     min_events: int = 20
@@ -227,8 +227,16 @@ class _PairAligner:
         self.log["ot_loss_first_last"] = [res.losses[0], res.losses[-1]]
 
     # -- the whole pair ----------------------------------------------------------
+    def _freq_feature(self) -> None:
+        # |log relative frequency gap|: a code and its counterpart are similarly common,
+        # up to population shift and one-to-many splits (the scorer learns how much)
+        fq = np.log((self.q.events + 1) / (self.q.events.sum() + 1))
+        fr = np.log((self.r.events + 1) / (self.r.events.sum() + 1))
+        self.feats["freq_gap"] = -np.abs(fq[:, None] - fr[None, :]).astype(np.float32)
+
     def run(self, shared: Anchors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         cfg = self.cfg
+        self._freq_feature()
         q_desc = self.q.site.codes["description"].tolist()
         r_desc = self.r.site.codes["description"].tolist()
         self._text_features({})
