@@ -76,7 +76,8 @@ def mutual_nearest(scores: np.ndarray, min_margin: float = 0.0) -> tuple[np.ndar
     cols = best_c[rows]
     if scores.shape[1] > 1:
         top2 = -np.partition(-scores[rows], 1, axis=1)[:, :2]
-        margin = top2[:, 0] - top2[:, 1]
+        with np.errstate(invalid="ignore"):  # -inf - -inf where a row has one finite score
+            margin = np.where(np.isfinite(top2[:, 1]), top2[:, 0] - top2[:, 1], np.inf)
     else:
         margin = np.full(len(rows), np.inf)
     keep = margin >= min_margin

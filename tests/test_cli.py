@@ -1,0 +1,76 @@
+"""Bad input on the command line: one line, non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from mash.cli import main
+
+
+def _run(args, capsys):
+    code = main(args)
+    err = capsys.readouterr().err
+    return code, err
+
+
+def test_fewer_than_two_sites(sample_dir, tmp_path, capsys):
+    code, err = _run(["align", str(sample_dir / "site_A"), "--reference", "site_A", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "at least two sites" in err and "Traceback" not in err
+
+
+def test_unknown_reference(sample_dir, tmp_path, capsys):
+    code, err = _run(
+        ["align", str(sample_dir / "site_A"), str(sample_dir / "site_B"), "--reference", "site_X", "--out", str(tmp_path)],
+        capsys,
+    )
+    assert code == 2 and "unknown reference site 'site_X'" in err
+
+
+def test_missing_site_dir(tmp_path, sample_dir, capsys):
+    code, err = _run(
+        ["align", str(tmp_path / "nope"), str(sample_dir / "site_B"), "--reference", "site_B", "--out", str(tmp_path / "o")],
+        capsys,
+    )
+    assert code == 2 and "nope" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_event_time_names_file_row_column(tmp_path, sample_dir, capsys):
+    site = tmp_path / "bad"
+    site.mkdir()
+    (site / "codes.csv").write_text("code,description\n001,Cholera\n002,Typhoid\n")
+    (site / "events.csv").write_text("subject_id,time,code\n1,2020-01-01,001\n1,not-a-date,002\n")
+    code, err = _run(["align", str(site), str(sample_dir / "site_B"), "--reference", "site_B", "--out", str(tmp_path / "o")], capsys)
+    assert code == 2
+    assert "events.csv" in err and "row 2" in err and "'time'" in err and "not-a-date" in err
+    assert not (tmp_path / "o" / "manifest.json").exists()
+
+
+def test_bad_anchors_file(tmp_path, sample_dir, cache_dir, capsys):
+    anchors = tmp_path / "a.csv"
+    anchors.write_text("site,code,reference_code\nsite_A,NOPE,E119\n")
+    code, err = _run(
+        ["align", str(sample_dir / "site_A"), str(sample_dir / "site_B"), "--reference", "site_B",
+         "--out", str(tmp_path / "o"), "--anchors", str(anchors), "--cache-dir", str(cache_dir), "--quiet"],
+        capsys,
+    )
+    assert code == 2 and "a.csv, row 1, column 'code'" in err
+
+
+def test_console_script_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "mash.cli", "align", str(tmp_path / "x"), str(tmp_path / "y"), "--reference", "x", "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("mash: error:")
+
+
+@pytest.mark.parametrize("bad", [["--top-k", "0"], ["--cooc-dim", "-1"]])
+def test_bad_numbers_rejected(bad, sample_dir, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main(["align", str(sample_dir / "site_A"), str(sample_dir / "site_B"), "--reference", "site_B", "--out", str(tmp_path), *bad])
+    assert exc.value.code == 2
