@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import resource
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -22,10 +23,12 @@ def bar(iterable: Iterable[T], desc: str, *, quiet: bool = False, total: int | N
 
 
 class Timer:
-    """Collects wall time per named stage: ``with timer("cooccur"): ...``."""
+    """Collects wall time and peak RSS at the end of each named stage:
+    ``with timer("cooccur"): ...``."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.peak_rss_mb: dict[str, float] = {}
 
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
@@ -34,3 +37,5 @@ class Timer:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+            # process peak resident memory so far (Linux reports KiB)
+            self.peak_rss_mb[name] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -436,6 +436,7 @@ def align(
             "that the code has one; see docs/method.md for the measured calibration."
         ),
         "timings_s": timings,
+        "peak_rss_mb": timer.peak_rss_mb,
         "platform": {"python": platform.python_version(), "machine": platform.machine()},
     }
     return Alignment(reference, mapping, concepts, embeddings, manifest)
