@@ -111,7 +111,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     res = simulate(args.out, n_patients=args.patients, seed=args.seed, n_conditions=args.conditions,
                    opaque_site=args.opaque, events_format=args.events_format, quiet=args.quiet)
-    _say(args.quiet, f"wrote {args.out}/: {res}")
+    for name in res.site_dirs:
+        _say(args.quiet, f"{name}: {res.n_codes[name]} codes, {res.n_events[name]} events, {res.n_patients} patients")
+    _say(args.quiet, f"wrote {args.out}/: site directories, {res.n_gold} gold pairs in {res.gold_path.name}")
     return 0
 
 
