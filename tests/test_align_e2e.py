@@ -83,3 +83,26 @@ def test_same_seed_same_files_and_warm_cache(aligned, sample_dir, cache_dir, tmp
     loaded = mash.Alignment.load(aligned)
     pd.testing.assert_frame_equal(loaded.mapping.reset_index(drop=True), al.mapping.reset_index(drop=True), check_dtype=False)
     assert loaded.reference == "site_B"
+
+
+def test_three_sites_share_concepts(sample_dir, cache_dir):
+    a = mash.Site.load(sample_dir / "site_A")
+    b = mash.Site.load(sample_dir / "site_B")
+    # a third site: site_A's data under opaque local codes (same descriptions, new patients ids)
+    local = {c: f"L{i:05d}" for i, c in enumerate(a.codes["code"])}
+    codes_c = a.codes[["code", "description"]].assign(code=lambda f: f["code"].map(local))
+    events_c = a.events[["subject_id", "time", "code"]].assign(
+        code=lambda f: f["code"].map(local), subject_id=lambda f: "C" + f["subject_id"]
+    )
+    c = mash.Site.from_frames("site_C", codes_c, events_c)
+    al = mash.align([a, b, c], reference="site_B", cache_dir=str(cache_dir), quiet=True)
+    concepts = al.concepts
+    assert len(concepts) == a.n_codes + b.n_codes + c.n_codes
+    assert not concepts.duplicated(["site", "code"]).any()
+    sites_per_concept = concepts.groupby("concept_id")["site"].nunique()
+    assert (sites_per_concept == 3).sum() > 100  # many concepts span all three sites
+    # site_C is site_A renamed, so their candidate lists agree for most codes
+    top_a = al.mapping[(al.mapping.site == "site_A") & (al.mapping["rank"] == 1)].set_index("code")["reference_code"]
+    top_c = al.mapping[(al.mapping.site == "site_C") & (al.mapping["rank"] == 1)].set_index("code")["reference_code"]
+    agree = (top_a.rename(index=local).reindex(top_c.index) == top_c).mean()
+    assert agree > 0.9
