@@ -164,7 +164,8 @@ class _PairAligner:
         prefixes = abbrev.learn_prefixes(q_desc, self.r.site.codes["description"].tolist())
         q_norm = [abbrev.normalize(t, learned, abbrev.GENERIC, prefixes) for t in q_desc]
         q_norm_emb = self.embedder.encode(q_norm)
-        self.feats["text_raw"] = _csls_matrix(self.q.text_raw, self.r.text_raw, cfg.csls_k)
+        if "text_raw" not in self.feats:  # raw descriptions do not change between passes
+            self.feats["text_raw"] = _csls_matrix(self.q.text_raw, self.r.text_raw, cfg.csls_k)
         self.feats["text_norm"] = _csls_matrix(q_norm_emb, self.ref_norm_emb, cfg.csls_k)
         cq, cr = tfidf_pair(q_norm, self.ref_norm, analyzer="char_wb", ngram_range=(3, 5))
         self.feats["char"] = _csls_sparse(cq, cr, cfg.csls_k)
