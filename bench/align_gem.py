@@ -34,6 +34,7 @@ import pandas as pd
 
 import mash
 from mash.align.procrustes import procrustes
+from mash.align.result import mapping_frame
 from mash.align.retrieval import mutual_nearest, topk
 from mash.cooccur import cooccurrence_embeddings
 from mash.metrics import expected_calibration_error, ranking_metrics
@@ -45,18 +46,16 @@ def peak_rss_mb() -> float:
 
 
 def to_mapping(site: str, q_codes: np.ndarray, r_codes: np.ndarray, scores: np.ndarray, k: int = 10) -> pd.DataFrame:
-    idx, _ = topk(scores, k)
-    n, k = idx.shape
-    return pd.DataFrame(
-        {"site": site, "code": np.repeat(q_codes, k), "reference_code": r_codes[idx.ravel()], "rank": np.tile(np.arange(1, k + 1), n)}
-    )
+    return mapping_frame(site, q_codes, r_codes, topk(scores, k)[0])
 
 
 def cooc_of(site: mash.Site, seed: int):
-    ev = site.events
-    subj = pd.factorize(ev["subject_id"])[0].astype(np.int64)
-    days = ev["time"].to_numpy("datetime64[ns]").astype(np.int64) / 86_400e9
-    return cooccurrence_embeddings(subj, days, ev["code_idx"].to_numpy(np.int32), site.n_codes, seed=seed)
+    # the same settings as mash.align's defaults, so baseline (b) sees mash's vectors
+    cfg = mash.AlignConfig()
+    return cooccurrence_embeddings(
+        *site.event_arrays(), site.n_codes, window_days=cfg.window_days, shift=cfg.sppmi_shift,
+        dim=cfg.cooc_dim, min_events=cfg.min_events, seed=seed,
+    )
 
 
 def run_size(n_patients: int, seed: int, root: Path, conditions: int) -> list[dict]:

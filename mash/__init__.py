@@ -6,21 +6,53 @@ Public API::
     sites = [mash.Site.load("data/sample/site_A"), mash.Site.load("data/sample/site_B")]
     alignment = mash.align(sites, reference="site_B")
     alignment.save("out/")
+
+Names are imported on first use (PEP 562), so ``import mash`` and the command line's
+start-up do not pay for torch and POT until alignment is actually run.
 """
 
-from mash._version import __version__
-from mash.align import AlignConfig, Alignment, align
-from mash.errors import MashError, MashInputError
-from mash.sites import Site
-from mash.synth import simulate
+from __future__ import annotations
 
-__all__ = [
-    "AlignConfig",
-    "Alignment",
-    "MashError",
-    "MashInputError",
-    "Site",
-    "__version__",
-    "align",
-    "simulate",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+import mash.align as _align_package  # light; imported first so ``align`` below stays the function
+from mash._version import __version__
+from mash.errors import MashError, MashInputError
+
+_LAZY = {
+    "AlignConfig": "mash.align.pipeline",
+    "Alignment": "mash.align.result",
+    "Site": "mash.sites",
+    "simulate": "mash.synth",
+}
+
+__all__ = ["MashError", "MashInputError", "__version__", "align", *sorted(_LAZY)]
+
+
+def align(sites, reference, *, anchors_file=None, config=None, **overrides):  # noqa: ANN001, ANN201
+    """Align K ≥ 2 sites to ``reference``; see :func:`mash.align.pipeline.align`."""
+    from mash.align.pipeline import align as _align
+
+    return _align(sites, reference, anchors_file=anchors_file, config=config, **overrides)
+
+
+del _align_package
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mash.align.pipeline import AlignConfig  # noqa: F401
+    from mash.align.result import Alignment  # noqa: F401
+    from mash.sites import Site  # noqa: F401
+    from mash.synth import simulate  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mash' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -122,14 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     handlers = {"align": _cmd_align, "simulate": _cmd_simulate}
+    caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            code = handlers[args.command](args)
-        for w in caught:
-            if not issubclass(w.category, (DeprecationWarning, FutureWarning)):
-                print(f"mash: warning: {w.message}", file=sys.stderr)
-        return code
+            return handlers[args.command](args)
     except MashError as exc:
         print(f"mash: error: {exc}", file=sys.stderr)
         return 2
@@ -141,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"mash: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)", file=sys.stderr)
         return 1
+    finally:  # repairs are reported whether or not the run got to the end
+        for w in caught:
+            if not issubclass(w.category, (DeprecationWarning, FutureWarning)):
+                print(f"mash: warning: {w.message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -649,7 +649,7 @@ def cooccurrence_counts(
     )
 
 
-def sppmi(counts: sp.spmatrix, shift: float = 5.0, cds_alpha: float = 0.75) -> sp.csr_matrix:
+def sppmi(counts: sp.spmatrix, shift: float = 1.0, cds_alpha: float = 0.75) -> sp.csr_matrix:
     r"""Shifted positive PMI with context-distribution smoothing (Levy et al. 2015).
 
     With row sums :math:`r_i = \sum_j C_{ij}`, column sums :math:`c_j = \sum_i C_{ij}`,
@@ -675,7 +675,7 @@ def sppmi(counts: sp.spmatrix, shift: float = 5.0, cds_alpha: float = 0.75) -> s
     ----------
     counts : sparse matrix, shape (n_rows, n_cols)
         Non-negative co-occurrence counts, e.g. :attr:`CooccurrenceResult.counts`.
-    shift : float, default 5.0
+    shift : float, default 1.0
         :math:`k > 0`; larger values keep fewer, stronger associations.
     cds_alpha : float, default 0.75
         Context-distribution smoothing exponent :math:`\alpha > 0`.
@@ -825,7 +825,7 @@ def cooccurrence_embeddings(
     n_codes: int,
     *,
     window_days: float = 30.0,
-    shift: float = 5.0,
+    shift: float = 1.0,
     cds_alpha: float = 0.75,
     dim: int = 64,
     min_events: int = 20,

@@ -267,6 +267,23 @@ class Site:
         idx = self.events["code_idx"].to_numpy()
         return np.bincount(idx, minlength=self.n_codes).astype(np.int64)
 
+    def event_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Events as the parallel arrays :mod:`mash.cooccur` takes.
+
+        Returns
+        -------
+        subject : ndarray of int64, shape (n_events,)
+            Dense subject ids (order of first appearance).
+        time_days : ndarray of float64, shape (n_events,)
+            Event times in days since 1970-01-01.
+        code : ndarray of int32, shape (n_events,)
+            ``code_idx`` of each event.
+        """
+        ev = self.events
+        subject = pd.factorize(ev["subject_id"])[0].astype(np.int64)
+        days = ev["time"].to_numpy("datetime64[ns]").astype(np.int64) / 86_400e9
+        return subject, days, ev["code_idx"].to_numpy(np.int32)
+
     def __repr__(self) -> str:
         return (
             f"Site(name={self.name!r}, n_codes={self.n_codes}, n_events={self.n_events}, "

@@ -74,3 +74,24 @@ def test_bad_numbers_rejected(bad, sample_dir, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["align", str(sample_dir / "site_A"), str(sample_dir / "site_B"), "--reference", "site_B", "--out", str(tmp_path), *bad])
     assert exc.value.code == 2
+
+
+def test_repairs_are_reported_even_when_the_run_stops(tmp_path, sample_dir, capsys):
+    site = tmp_path / "s"
+    site.mkdir()
+    (site / "codes.csv").write_text("code,description\n001,Cholera\n")
+    (site / "events.csv").write_text("subject_id,time,code\n1,2020-01-01,001\n1,2020-01-02,999\n")
+    code, err = _run(["align", str(site), str(sample_dir / "site_B"), "--reference", "nope", "--out", str(tmp_path / "o")], capsys)
+    assert code == 2
+    assert "mash: error: unknown reference site 'nope'" in err
+    assert "mash: warning:" in err and "'999'" in err and "not in the codes file" in err
+
+
+def test_import_is_light():
+    """`import mash` must not load torch (the CLI's start-up and errors stay instant)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys, mash; mash.MashInputError; print('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.stdout.strip() == "False"

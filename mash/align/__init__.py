@@ -1,6 +1,25 @@
-"""Cross-site alignment: anchors, Procrustes, neural OT, CSLS retrieval, scoring, concepts."""
+"""Cross-site alignment: anchors, Procrustes, neural OT, CSLS retrieval, scoring, concepts.
 
-from mash.align.pipeline import AlignConfig, align
-from mash.align.result import Alignment
+``AlignConfig``, ``Alignment`` and ``align`` are imported on first use, so importing this
+package (which ``import mash`` does) does not load torch or POT.
+"""
 
-__all__ = ["AlignConfig", "Alignment", "align"]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {"AlignConfig": "mash.align.pipeline", "align": "mash.align.pipeline", "Alignment": "mash.align.result"}
+__all__ = sorted(_LAZY)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mash.align.pipeline import AlignConfig, align  # noqa: F401
+    from mash.align.result import Alignment  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mash.align' has no attribute {name!r}")

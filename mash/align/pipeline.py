@@ -29,8 +29,8 @@ from mash.align.anchors import Anchors, read_anchor_file, shared_code_anchors
 from mash.align.concepts import unify_concepts
 from mash.align.neural_ot import fit_neural_ot
 from mash.align.procrustes import procrustes
-from mash.align.result import Alignment
-from mash.align.retrieval import csls, mean_topk_similarity, mutual_nearest, topk
+from mash.align.result import Alignment, mapping_frame
+from mash.align.retrieval import csls_from_similarity, mutual_nearest, topk
 from mash.align.scoring import fit_listwise, softmax_rows, stack
 from mash.cooccur import cooccurrence_embeddings
 from mash.errors import MashInputError
@@ -125,17 +125,12 @@ class _SiteView:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def _csls_matrix(q: np.ndarray, r: np.ndarray, k: int) -> np.ndarray:
-    """CSLS-corrected cosine similarities of ℓ2-normalised rows, (n_q, n_r)."""
+def _csls_matrix(q, r, k: int) -> np.ndarray:
+    """CSLS-corrected cosine similarities of ℓ2-normalised rows (dense or sparse), (n_q, n_r)."""
     sim = q @ r.T
-    return csls(sim, mean_topk_similarity(q, r, k), mean_topk_similarity(r, q, k))
-
-
-def _csls_sparse(q, r, k: int) -> np.ndarray:
-    sim = np.asarray((q @ r.T).todense(), dtype=np.float32)
-    rq = -np.partition(-sim, min(k, sim.shape[1]) - 1, axis=1)[:, :k].mean(axis=1)
-    rr = -np.partition(-sim.T, min(k, sim.shape[0]) - 1, axis=1)[:, :k].mean(axis=1)
-    return csls(sim, rq, rr)
+    if not isinstance(sim, np.ndarray):
+        sim = sim.toarray()
+    return csls_from_similarity(np.asarray(sim, dtype=np.float32), k)
 
 
 class _PairAligner:
@@ -158,21 +153,21 @@ class _PairAligner:
         self.log: dict[str, Any] = {}
 
     # -- text views --------------------------------------------------------------
-    def _text_features(self, learned: dict[str, str]) -> list[str]:
+    def _text_features(self, learned: dict[str, str]) -> None:
         cfg = self.cfg
         q_desc = self.q.site.codes["description"].tolist()
-        prefixes = abbrev.learn_prefixes(q_desc, self.r.site.codes["description"].tolist())
-        q_norm = [abbrev.normalize(t, learned, abbrev.GENERIC, prefixes) for t in q_desc]
+        if not hasattr(self, "prefixes"):  # depends on the two vocabularies only
+            self.prefixes = abbrev.learn_prefixes(q_desc, self.r.site.codes["description"].tolist())
+        q_norm = [abbrev.normalize(t, learned, abbrev.GENERIC, self.prefixes) for t in q_desc]
         q_norm_emb = self.embedder.encode(q_norm)
         if "text_raw" not in self.feats:  # raw descriptions do not change between passes
             self.feats["text_raw"] = _csls_matrix(self.q.text_raw, self.r.text_raw, cfg.csls_k)
         self.feats["text_norm"] = _csls_matrix(q_norm_emb, self.ref_norm_emb, cfg.csls_k)
         cq, cr = tfidf_pair(q_norm, self.ref_norm, analyzer="char_wb", ngram_range=(3, 5))
-        self.feats["char"] = _csls_sparse(cq, cr, cfg.csls_k)
+        self.feats["char"] = _csls_matrix(cq, cr, cfg.csls_k)
         wq, wr = tfidf_pair(q_norm, self.ref_norm, analyzer="word", ngram_range=(1, 2))
-        self.feats["word"] = _csls_sparse(wq, wr, cfg.csls_k)
+        self.feats["word"] = _csls_matrix(wq, wr, cfg.csls_k)
         self.q_norm_emb = q_norm_emb
-        return q_norm
 
     def _text_score(self) -> np.ndarray:
         return (self.feats["text_raw"] + self.feats["text_norm"] + self.feats["char"] + self.feats["word"]) / 4
@@ -235,7 +230,8 @@ class _PairAligner:
         fr = np.log((self.r.events + 1) / (self.r.events.sum() + 1))
         self.feats["freq_gap"] = -np.abs(fq[:, None] - fr[None, :]).astype(np.float32)
 
-    def run(self, shared: Anchors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def run(self, shared: Anchors) -> tuple[np.ndarray, np.ndarray]:
+        """Align; returns the top-k reference rows (n_q, k) and their scores (n_q, k)."""
         cfg = self.cfg
         self._freq_feature()
         q_desc = self.q.site.codes["description"].tolist()
@@ -275,7 +271,7 @@ class _PairAligner:
         rows, cols, _ = mutual_nearest(logits, 0.0)
         ok = prob[rows, cols] >= cfg.concept_threshold
         self.matches = (rows[ok], cols[ok])
-        return idx, scores, logits
+        return idx, scores
 
 
 def _pca(x: np.ndarray, dim: int) -> np.ndarray:
@@ -332,13 +328,8 @@ def align(
         raw = {s.name: embedder.encode(s.codes["description"].tolist()) for s in sites}
     with timer("cooccurrence"):
         for s in bar(sites, "co-occurrence", quiet=cfg.quiet):
-            ev = s.events
-            subj = pd.factorize(ev["subject_id"])[0].astype(np.int64)
-            days = ev["time"].to_numpy("datetime64[ns]").astype(np.int64) / 86_400e9
             co = cooccurrence_embeddings(
-                subj,
-                days,
-                ev["code_idx"].to_numpy(np.int32),
+                *s.event_arrays(),
                 s.n_codes,
                 window_days=cfg.window_days,
                 shift=cfg.sppmi_shift,
@@ -365,18 +356,9 @@ def align(
         for s in bar([s for s in sites if s.name != reference], "align", quiet=cfg.quiet):
             pa = _PairAligner(views[s.name], ref_view, embedder, cfg, file_anchors[s.name], ref_norm, ref_norm_emb)
             shared = shared_code_anchors(s.codes["code"], ref_view.site.codes["code"], cfg.shared_code_overlap)
-            idx, scores, _ = pa.run(shared)
-            n_q, k = idx.shape
+            idx, scores = pa.run(shared)
             mapping_parts.append(
-                pd.DataFrame(
-                    {
-                        "site": s.name,
-                        "code": np.repeat(s.codes["code"].to_numpy(), k),
-                        "reference_code": ref_view.site.codes["code"].to_numpy()[idx.ravel()],
-                        "score": np.round(scores.ravel().astype(np.float64), 6),
-                        "rank": np.tile(np.arange(1, k + 1), n_q),
-                    }
-                )
+                mapping_frame(s.name, s.codes["code"].to_numpy(), ref_view.site.codes["code"].to_numpy(), idx, scores)
             )
             matches[s.name] = pa.matches
             mapped[s.name] = (pa.q_norm_emb, pa.mapped_cooc)

@@ -17,6 +17,36 @@ MAPPING_COLUMNS = ["site", "code", "reference_code", "score", "rank"]
 CONCEPT_COLUMNS = ["concept_id", "site", "code", "description"]
 
 
+def mapping_frame(
+    site: str, codes: np.ndarray, reference_codes: np.ndarray, idx: np.ndarray, scores: np.ndarray | None = None
+) -> pd.DataFrame:
+    """Rows of ``mapping.csv`` for one site.
+
+    Parameters
+    ----------
+    site : str
+    codes : ndarray, shape (n_q,)
+        The site's codes, row i for ``idx[i]``.
+    reference_codes : ndarray, shape (n_r,)
+    idx : ndarray, shape (n_q, k)
+        Reference rows of each code's candidates, best first.
+    scores : ndarray, shape (n_q, k), optional
+        Candidate scores; the column is left out when ``None``.
+    """
+    n_q, k = idx.shape
+    frame = pd.DataFrame(
+        {
+            "site": site,
+            "code": np.repeat(np.asarray(codes), k),
+            "reference_code": np.asarray(reference_codes)[idx.ravel()],
+            "rank": np.tile(np.arange(1, k + 1), n_q),
+        }
+    )
+    if scores is not None:
+        frame.insert(3, "score", np.round(scores.ravel().astype(np.float64), 6))
+    return frame
+
+
 @dataclass
 class Alignment:
     """Cross-site alignment of K ≥ 2 sites to a reference site.

@@ -47,6 +47,15 @@ def csls(sim: np.ndarray, r_query: np.ndarray, r_ref: np.ndarray) -> np.ndarray:
     return 2.0 * sim - r_query[:, None] - r_ref[None, :]
 
 
+def csls_from_similarity(sim: np.ndarray, k: int) -> np.ndarray:
+    """CSLS of a full similarity matrix (n_q, n_r): neighbourhoods of size ``k`` taken
+    along its rows (query → reference) and its columns (reference → query)."""
+    kq, kr = max(1, min(k, sim.shape[1])), max(1, min(k, sim.shape[0]))
+    r_query = -np.partition(-sim, kq - 1, axis=1)[:, :kq].mean(axis=1)
+    r_ref = -np.partition(-sim, kr - 1, axis=0)[:kr].mean(axis=0)
+    return csls(sim, r_query, r_ref)
+
+
 def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and values of the ``k`` best columns per row, best first, ties by index.
 
