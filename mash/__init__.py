@@ -6,6 +6,8 @@ Public API::
     sites = [mash.Site.load("data/sample/site_A"), mash.Site.load("data/sample/site_B")]
     alignment = mash.align(sites, reference="site_B")
     alignment.save("out/")
+    hierarchy = mash.build_hierarchy(alignment, labels=["icd10cm"])
+    hierarchy.save("h.graphml")
 
 Names are imported on first use (PEP 562), so ``import mash`` and the command line's
 start-up do not pay for torch and POT until alignment is actually run.
@@ -23,7 +25,10 @@ from mash.errors import MashError, MashInputError
 _LAZY = {
     "AlignConfig": "mash.align.pipeline",
     "Alignment": "mash.align.result",
+    "Hierarchy": "mash.hyperbolic.hierarchy",
+    "HierarchyConfig": "mash.hyperbolic.build",
     "Site": "mash.sites",
+    "build_hierarchy": "mash.hyperbolic.build",
     "simulate": "mash.synth",
 }
 
@@ -42,6 +47,8 @@ del _align_package
 if TYPE_CHECKING:  # pragma: no cover
     from mash.align.pipeline import AlignConfig  # noqa: F401
     from mash.align.result import Alignment  # noqa: F401
+    from mash.hyperbolic.build import HierarchyConfig, build_hierarchy  # noqa: F401
+    from mash.hyperbolic.hierarchy import Hierarchy  # noqa: F401
     from mash.sites import Site  # noqa: F401
     from mash.synth import simulate  # noqa: F401
 

@@ -43,6 +43,27 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--quiet", action="store_true", help="no progress bars or summary")
 
+    h = sub.add_parser("build-hierarchy", help="one hyperbolic hierarchy over an alignment's codes")
+    h.add_argument("alignment", type=Path, metavar="ALIGN_OUT_DIR", help="a directory written by mash align")
+    h.add_argument("--out", required=True, type=Path, metavar="FILE", help="hierarchy file (.graphml or .json)")
+    h.add_argument("--format", choices=["graphml", "json"], default=None,
+                   help="graphml or node-link json (default: from the suffix of --out, else graphml)")
+    h.add_argument("--labels", action="append", default=[], metavar="SOURCE",
+                   help="known tree to respect, in priority order (repeat): icd10cm, ccs, parents or a CSV "
+                        "with columns code,parent[,site][,description]; sites' parent columns are always used")
+    h.add_argument("--plot", type=Path, metavar="FILE.png", help="also draw the Poincaré disk (png, pdf or svg)")
+    h.add_argument("--dim", type=_positive_int, default=32, help="dimension of the Poincaré ball")
+    h.add_argument("--epochs", type=_positive_int, default=40)
+    h.add_argument("--knn", type=_positive_int, default=15, help="neighbours per concept in the similarity graph")
+    h.add_argument("--max-children", type=_positive_int, default=10, help="branching bound of compression")
+    h.add_argument("--compress", type=float, default=0.5, metavar="Q",
+                   help="compression strength in [0, 1] (0 keeps the binary tree)")
+    h.add_argument("--decode", choices=["average", "single"], default="average",
+                   help="agglomeration by LCA depth: average (default) or single (HypHC)")
+    h.add_argument("--lr", type=float, default=0.05)
+    h.add_argument("--seed", type=int, default=0)
+    h.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+
     s = sub.add_parser("simulate", help="write simulated ICD-9-CM / ICD-10-CM sites with GEM gold pairs")
     s.add_argument("out", type=Path, metavar="OUT_DIR")
     s.add_argument("--patients", type=_positive_int, default=2000, help="patients per site")
@@ -106,6 +127,41 @@ def _cmd_align(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_build_hierarchy(args: argparse.Namespace) -> int:
+    from mash.hyperbolic.build import build_hierarchy
+
+    hierarchy = build_hierarchy(
+        args.alignment,
+        args.labels,
+        quiet=args.quiet,
+        dim=args.dim,
+        epochs=args.epochs,
+        knn=args.knn,
+        max_children=args.max_children,
+        gap_quantile=args.compress,
+        decode=args.decode,
+        lr=args.lr,
+        seed=args.seed,
+    )
+    hierarchy.save(args.out, format=args.format)
+    if args.plot is not None:
+        hierarchy.plot(args.plot)
+    m = hierarchy.manifest
+    c, ls = m["counts"], m["label_stats"]
+    placed = ls["concepts_placed_by_neighbours"]
+    without = ls["concepts_unlabelled"] - placed
+    _say(args.quiet, f"{c['leaves']} codes in {c['concepts']} concepts; known groups from "
+         f"{', '.join(m['label_sources']) or 'none'}: {ls['concepts_labelled']} concepts labelled, "
+         f"{placed} placed by their neighbours, {without} without a group")
+    for w in m["warnings"]:
+        _say(args.quiet, f"note: {w}")
+    _say(args.quiet, f"wrote {args.out}: {c['nodes']} nodes ({c['known_groups']} known groups, {c['clusters']} "
+         f"clusters, {c['concept_nodes']} multi-code concepts), depth {c['max_depth']}, at most "
+         f"{c['max_children']} children, in {m['timings_s']['total']:.1f} s"
+         + (f"; picture {args.plot}" if args.plot else ""))
+    return 0
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from mash.synth import simulate
 
@@ -121,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mash`` console script."""
     parser = _parser()
     args = parser.parse_args(argv)
-    handlers = {"align": _cmd_align, "simulate": _cmd_simulate}
+    handlers = {"align": _cmd_align, "build-hierarchy": _cmd_build_hierarchy, "simulate": _cmd_simulate}
     caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -1282,7 +1282,9 @@ def simulate(
         fewer: rare conditions may never be recorded).
     opaque_site : {None, "site_A", "site_B"}
         Replace that site's codes by unique opaque local ids (``L`` + 6 digits) in
-        its codes, events and gold.csv; descriptions are kept.
+        its codes, events and gold.csv; descriptions are kept. ``opaque_key.csv``
+        (``site, code, source_code``) records which real code each id stands for, for
+        benchmarks.
     events_format : {"csv", "parquet"}
         ``events.csv`` (time ``YYYY-MM-DD``) or ``events.parquet`` (time as
         ``timestamp[us]``, as in MEDS).
@@ -1370,6 +1372,17 @@ def simulate(
         gold_path = out_dir / "gold.csv"
         write_csv(gold_path, gold)
         counts["gold.csv"] = len(gold)
+        if opaque_site is not None:  # the simulator's key, for benchmarks only
+            used = records[opaque_site].used
+            key = pd.DataFrame(
+                {
+                    "site": opaque_site,
+                    "code": written[opaque_site][used],
+                    "source_code": np.asarray(records[opaque_site].vocabulary, dtype=object)[used],
+                }
+            ).sort_values("code", kind="stable", ignore_index=True)
+            write_csv(out_dir / "opaque_key.csv", key)
+            counts["opaque_key.csv"] = len(key)
 
     with timer("hash"):
         files = {

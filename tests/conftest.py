@@ -16,3 +16,19 @@ def sample_dir() -> Path:
 def cache_dir(tmp_path_factory) -> Path:
     """One text-embedding cache for the whole session (the first run fills it)."""
     return tmp_path_factory.mktemp("mash_cache")
+
+
+@pytest.fixture(scope="session")
+def sample_alignment(sample_dir, cache_dir, tmp_path_factory) -> Path:
+    """``mash align`` of the bundled sample, run once per session."""
+    from mash.cli import main
+
+    out = tmp_path_factory.mktemp("align_out")
+    code = main(
+        [
+            "align", str(sample_dir / "site_A"), str(sample_dir / "site_B"),
+            "--reference", "site_B", "--out", str(out), "--cache-dir", str(cache_dir), "--quiet",
+        ]
+    )
+    assert code == 0
+    return out

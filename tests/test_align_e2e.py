@@ -9,29 +9,12 @@ import pandas as pd
 import pytest
 
 import mash
-from mash.cli import main
 from mash.metrics import ranking_metrics
 
 
 @pytest.fixture(scope="module")
-def aligned(sample_dir, cache_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("align_out")
-    code = main(
-        [
-            "align",
-            str(sample_dir / "site_A"),
-            str(sample_dir / "site_B"),
-            "--reference",
-            "site_B",
-            "--out",
-            str(out),
-            "--cache-dir",
-            str(cache_dir),
-            "--quiet",
-        ]
-    )
-    assert code == 0
-    return out
+def aligned(sample_alignment):
+    return sample_alignment
 
 
 def test_outputs_follow_the_contract(aligned, sample_dir):

@@ -26,12 +26,23 @@ def unify_concepts(
     Returns
     -------
     DataFrame
-        Columns ``concept_id, site, code, description``; every (site, code) exactly once.
+        Columns ``concept_id, site, code, description``, then ``domain`` and ``parent``
+        where any site's codes table has them (missing values empty); every (site, code)
+        exactly once.
         Concept ids are ``C`` + a zero-padded number, numbered in reference-code order,
         then unmatched codes site by site (sites in the given order), so the numbering
         is deterministic.
     """
     ref = site_codes[reference]
+    extra = [c for c in ("domain", "parent") if any(c in t.columns for t in site_codes.values())]
+
+    def _extra(codes: pd.DataFrame) -> dict[str, np.ndarray]:
+        n = len(codes)
+        return {
+            c: (codes[c].astype("string").fillna("").to_numpy(dtype=object) if c in codes.columns
+                else np.full(n, "", dtype=object))
+            for c in extra
+        }
     concept_of_ref = np.arange(len(ref))
     rows = [
         pd.DataFrame(
@@ -40,6 +51,7 @@ def unify_concepts(
                 "site": reference,
                 "code": ref["code"].to_numpy(),
                 "description": ref["description"].to_numpy(),
+                **_extra(ref),
             }
         )
     ]
@@ -60,6 +72,7 @@ def unify_concepts(
                     "site": site,
                     "code": codes["code"].to_numpy(),
                     "description": codes["description"].to_numpy(),
+                    **_extra(codes),
                 }
             )
         )

@@ -15,6 +15,7 @@ from mash.errors import MashInputError
 
 MAPPING_COLUMNS = ["site", "code", "reference_code", "score", "rank"]
 CONCEPT_COLUMNS = ["concept_id", "site", "code", "description"]
+OPTIONAL_CONCEPT_COLUMNS = ["domain", "parent"]  # written when the sites' codes tables have them
 
 
 def mapping_frame(
@@ -85,7 +86,8 @@ class Alignment:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         write_csv(out / "mapping.csv", self.mapping[MAPPING_COLUMNS])
-        write_csv(out / "concepts.csv", self.concepts[CONCEPT_COLUMNS])
+        extra = [c for c in OPTIONAL_CONCEPT_COLUMNS if c in self.concepts.columns]
+        write_csv(out / "concepts.csv", self.concepts[CONCEPT_COLUMNS + extra])
         emb = {k: (v.astype(str) if v.dtype == object else v) for k, v in self.embeddings.items()}
         write_npz(out / "embeddings.npz", **emb)
         write_json(out / "manifest.json", self.manifest)
@@ -111,7 +113,8 @@ class Alignment:
             try:
                 frame = pd.read_csv(
                     out / name,
-                    dtype={"site": str, "code": str, "reference_code": str, "concept_id": str, "description": str},
+                    dtype={"site": str, "code": str, "reference_code": str, "concept_id": str, "description": str,
+                           "domain": str, "parent": str},
                     keep_default_na=False,
                 )
             except (UnicodeDecodeError, pd.errors.ParserError, ValueError) as exc:

@@ -1,0 +1,140 @@
+"""Reconstruction of the ICD-10-CM hierarchy by Poincaré and Euclidean embeddings.
+
+The tree is the whole ICD-10-CM code system of ``simple_icd_10_cm`` (chapters, blocks,
+categories, subcategories; a forest of 22 chapters, no artificial root). Its transitive
+closure is embedded with :func:`mash.hyperbolic.poincare.fit_ranking` in the Poincaré
+ball and, with the same loss, dimension, epochs and negatives, in Euclidean space; every
+node is then ranked against all others (:func:`reconstruction_metrics`).
+
+Anchors (Nickel & Kiela 2017, WordNet nouns, 10 dims): Poincaré MAP 0.87, mean rank ~4;
+gensim's implementation reaches MAP 0.63.
+
+Usage::
+
+    python bench/_reconstruction.py                 # dim 10, default epochs
+    python bench/_reconstruction.py --epochs 20 --dim 5
+
+Prints a markdown table: geometry, dim, nodes, relations, epochs, training seconds,
+relations/s, mean rank, MAP, evaluation seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from mash.hyperbolic.poincare import fit_ranking, transitive_closure
+from mash.hyperbolic.reconstruction import reconstruction_metrics
+
+COLUMNS = [
+    "geometry",
+    "dim",
+    "nodes",
+    "relations",
+    "epochs",
+    "seconds",
+    "relations_per_s",
+    "mean_rank",
+    "map",
+    "eval_seconds",
+]
+
+
+def icd10cm_tree() -> tuple[np.ndarray, list[str]]:
+    """The ICD-10-CM code forest.
+
+    ``simple_icd_10_cm`` lists the codes in pre-order, and 39 names are both a block and
+    that block's only category (e.g. ``B10``); :func:`simple_icd_10_cm.get_parent` answers
+    for the category. The tree is therefore built from the pre-order and each node's depth,
+    and checked against ``get_parent``; the block of such a pair is renamed ``"B10-B10"``
+    like the other blocks, so that names are unique.
+
+    Returns
+    -------
+    parent : np.ndarray, shape (n,), int64
+        Index of each code's parent, ``-1`` for the 22 chapters.
+    names : list of str, length n
+        Unique codes without dots (chapters ``"1"`` .. ``"22"``, blocks ``"A00-A09"``).
+    """
+    import simple_icd_10_cm as icd
+
+    codes = list(icd.get_all_codes(with_dots=True))
+    seen: set[str] = set()
+    first_of_pair = []
+    for i, code in enumerate(codes):
+        first_of_pair.append(i + 1 < len(codes) and codes[i + 1] == code)
+        if code in seen and not first_of_pair[i - 1]:
+            raise RuntimeError(f"unexpected duplicate ICD-10-CM code {code!r}")
+        seen.add(code)
+    parent = np.full(len(codes), -1, dtype=np.int64)
+    last_at_depth: dict[int, int] = {}
+    for i, code in enumerate(codes):
+        depth = len(icd.get_ancestors(code)) - int(first_of_pair[i])
+        if depth > 0:
+            parent[i] = last_at_depth[depth - 1]
+            expected = codes[i - 1] if i and first_of_pair[i - 1] else icd.get_parent(code)
+            if not first_of_pair[i] and codes[parent[i]] != expected:
+                raise RuntimeError(f"ICD-10-CM pre-order mismatch at {code!r}")
+        last_at_depth[depth] = i
+    names = [
+        f"{c}-{c}" if pair else c.replace(".", "") for c, pair in zip(codes, first_of_pair, strict=True)
+    ]
+    return parent, names
+
+
+def run(
+    dim: int = 10,
+    epochs: int = 50,
+    seed: int = 0,
+    quiet: bool = False,
+    geometries: tuple[str, ...] = ("poincare", "euclidean"),
+) -> list[dict]:
+    """Train and evaluate each geometry on the ICD-10-CM closure; one row per geometry."""
+    parent, _ = icd10cm_tree()
+    relations = transitive_closure(parent)
+    rows = []
+    for geometry in geometries:
+        fit = fit_ranking(
+            relations, parent.size, dim=dim, geometry=geometry, epochs=epochs, seed=seed,
+            quiet=quiet,
+        )
+        t0 = time.perf_counter()
+        m = reconstruction_metrics(fit.points, relations, geometry=geometry, quiet=quiet)
+        rows.append(
+            {
+                "geometry": geometry,
+                "dim": dim,
+                "nodes": parent.size,
+                "relations": relations.shape[0],
+                "epochs": fit.epochs,
+                "seconds": round(fit.seconds, 1),
+                "relations_per_s": round(fit.relations_per_s),
+                "mean_rank": round(m["mean_rank"], 2),
+                "map": round(m["map"], 4),
+                "eval_seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    """Rows as a markdown table."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(str(r[c]) for c in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dim", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args()
+    print(markdown(run(dim=args.dim, epochs=args.epochs, seed=args.seed, quiet=args.quiet)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Hyperbolic hierarchy: Poincaré-ball embeddings (geoopt), tree decoding, naming, plots."""

@@ -1,0 +1,279 @@
+"""Poincaré embeddings (Nickel & Kiela) and reconstruction metrics: invariants, not printouts."""
+
+from __future__ import annotations
+
+import geoopt
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import average_precision_score
+
+from mash.errors import MashError
+from mash.hyperbolic.poincare import (
+    fit_ranking,
+    pair_keys,
+    ranking_loss,
+    sample_negatives,
+    transitive_closure,
+)
+from mash.hyperbolic.reconstruction import reconstruction_metrics
+
+
+def balanced_tree(branching: int, depth: int) -> np.ndarray:
+    """Parent array of a balanced tree in breadth-first order, root 0."""
+    parent = [-1]
+    frontier = [0]
+    for _ in range(depth):
+        nxt = []
+        for p in frontier:
+            for _ in range(branching):
+                parent.append(p)
+                nxt.append(len(parent) - 1)
+        frontier = nxt
+    return np.array(parent, dtype=np.int64)
+
+
+def brute_force(points: np.ndarray, relations: np.ndarray, geometry: str) -> tuple[float, float]:
+    """Mean rank and MAP with full distance rows, argsort and sklearn."""
+    x = torch.from_numpy(points)
+    manifold = geoopt.PoincareBall() if geometry == "poincare" else geoopt.Euclidean(ndim=1)
+    ranks, aps = [], []
+    for u in np.unique(relations[:, 0]):
+        dist = manifold.dist(x[u : u + 1], x).numpy().copy()
+        nbrs = relations[relations[:, 0] == u, 1]
+        others = np.setdiff1d(np.arange(len(x)), [u])
+        labels = np.isin(others, nbrs)
+        aps.append(average_precision_score(labels, -dist[others]))
+        for v in nbrs:
+            masked = dist.copy()
+            masked[u] = np.inf
+            masked[nbrs] = np.inf
+            masked[v] = dist[v]
+            ranks.append(int(np.flatnonzero(np.argsort(masked, kind="stable") == v)[0]) + 1)
+    return float(np.mean(ranks)), float(np.mean(aps))
+
+
+# --- transitive closure ---------------------------------------------------------------
+
+
+def test_closure_small_forest():
+    #   0        5
+    #  / \\      |
+    # 1   2     6
+    #     |
+    #     3 - 4
+    parent = np.array([-1, 0, 0, 2, 3, -1, 5])
+    got = {tuple(r) for r in transitive_closure(parent).tolist()}
+    want = {(1, 0), (2, 0), (3, 2), (3, 0), (4, 3), (4, 2), (4, 0), (6, 5)}
+    assert got == want
+    out = transitive_closure(parent)
+    assert out.dtype == np.int64 and out.shape == (8, 2)
+
+
+def test_closure_matches_depth_sum():
+    parent = balanced_tree(3, 3)
+    rel = transitive_closure(parent)
+    assert rel.shape[0] == 3 * 1 + 9 * 2 + 27 * 3
+    assert len({tuple(r) for r in rel.tolist()}) == rel.shape[0]
+
+
+@pytest.mark.parametrize(
+    "parent", [np.array([1, 2, 0]), np.array([-1, 2, 1]), np.array([0]), np.array([-1, 3, 1, 2])]
+)
+def test_closure_cycle_raises(parent):
+    with pytest.raises(MashError, match="cycle"):
+        transitive_closure(parent)
+
+
+def test_closure_out_of_range_raises():
+    with pytest.raises(MashError, match="out of range"):
+        transitive_closure(np.array([-1, 5]))
+
+
+# --- loss ------------------------------------------------------------------------------
+
+
+def test_ranking_loss_hand_computed():
+    ball = geoopt.PoincareBall()
+    u = torch.tensor([[0.1, 0.2], [0.0, -0.3]], dtype=torch.float64)
+    v = torch.tensor([[0.3, 0.1], [0.1, -0.5]], dtype=torch.float64)
+    negs = torch.tensor(
+        [[[-0.5, 0.0], [0.2, 0.7], [0.0, 0.0]], [[0.6, 0.1], [-0.2, 0.2], [0.4, -0.4]]],
+        dtype=torch.float64,
+    )
+
+    def d(a, b):  # arcosh form of the Poincaré distance
+        a, b = np.asarray(a), np.asarray(b)
+        z = 1 + 2 * np.sum((a - b) ** 2) / ((1 - a @ a) * (1 - b @ b))
+        return np.arccosh(z)
+
+    want = []
+    for b in range(2):
+        pos = np.exp(-d(u[b], v[b]))
+        neg = sum(np.exp(-d(u[b], n)) for n in negs[b])
+        want.append(-np.log(pos / (pos + neg)))
+    got = ranking_loss(ball, u, v, negs)
+    assert got.shape == ()
+    assert float(got) == pytest.approx(np.mean(want), rel=1e-10)
+
+    # Euclidean variant and a manifold without a closed form both follow manifold.dist
+    flat = geoopt.Euclidean(ndim=1)
+    want_e = []
+    for b in range(2):
+        dp = torch.linalg.norm(u[b] - v[b])
+        dn = torch.linalg.norm(u[b] - negs[b], dim=-1)
+        want_e.append(torch.logsumexp(-torch.cat([dp[None], dn]), 0) + dp)
+    assert float(ranking_loss(flat, u, v, negs)) == pytest.approx(float(np.mean(want_e)), rel=1e-10)
+    curved = geoopt.Stereographic(k=-1.0)  # same geometry, generic manifold.dist path
+    assert float(ranking_loss(curved, u, v, negs)) == pytest.approx(float(got), rel=1e-8)
+
+
+def test_ranking_loss_gradient_finite_at_coincident_points():
+    ball = geoopt.PoincareBall()
+    u = torch.tensor([[0.2, 0.1]], dtype=torch.float64, requires_grad=True)
+    v = u.detach().clone()
+    negs = torch.stack([u.detach()[0], torch.tensor([0.5, 0.5], dtype=torch.float64)])[None]
+    loss = ranking_loss(ball, u, v, negs)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(u.grad).all()
+
+
+# --- negatives -------------------------------------------------------------------------
+
+
+def test_negatives_avoid_self_and_positives():
+    parent = balanced_tree(3, 3)
+    rel = transitive_closure(parent)
+    n = parent.size
+    keys = pair_keys(rel, n)
+    rng = np.random.default_rng(0)
+    u = rel[:, 0].repeat(20)
+    neg, collisions = sample_negatives(u, n, 30, keys, rng, return_collisions=True)
+    assert neg.shape == (u.size, 30) and neg.dtype == np.int64
+    assert neg.min() >= 0 and neg.max() < n
+    positives = {tuple(r) for r in rel.tolist()} | {tuple(r[::-1]) for r in rel.tolist()}
+    bad = sum((a, b) in positives or a == b for a, row in zip(u, neg, strict=True) for b in row)
+    assert bad == collisions
+    assert collisions <= 1e-4 * neg.size
+
+
+def test_negatives_collisions_counted_when_unavoidable():
+    # node 0 is related to every other node: no valid negative exists
+    rel = np.array([[i, 0] for i in range(1, 4)])
+    neg, collisions = sample_negatives(
+        np.zeros(5, dtype=np.int64), 4, 3, pair_keys(rel, 4), np.random.default_rng(0),
+        return_collisions=True,
+    )
+    assert collisions == neg.size
+
+
+# --- training --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_tree():
+    parent = balanced_tree(3, 3)  # 40 nodes, 120 relations
+    return parent, transitive_closure(parent)
+
+
+@pytest.fixture(scope="module")
+def small_fit(small_tree):
+    parent, rel = small_tree
+    return fit_ranking(rel, parent.size, dim=5, epochs=300, batch_size=32, lr=0.05, burn_in=20,
+                       n_negatives=10, seed=3)
+
+
+def test_small_tree_reconstructs(small_tree, small_fit):
+    parent, rel = small_tree
+    pts = small_fit.points
+    assert pts.shape == (parent.size, 5) and pts.dtype == np.float64
+    assert np.isfinite(pts).all()
+    assert (np.linalg.norm(pts, axis=1) < 1.0).all()
+    assert small_fit.losses[-1] < small_fit.losses[0]
+    assert small_fit.relations_per_s > 0 and small_fit.epochs == 300
+    m = reconstruction_metrics(pts, rel)
+    assert m["n_nodes"] == parent.size - 1 and m["n_relations"] == rel.shape[0]
+    assert m["map"] >= 0.95
+    assert m["mean_rank"] <= 1.2
+    # the root sits nearest the origin, leaves furthest out
+    depth = np.bincount(rel[:, 0], minlength=parent.size)
+    norms = np.linalg.norm(pts, axis=1)
+    assert norms[depth == 0].max() < norms[depth == 3].min()
+
+
+def test_same_seed_identical(small_tree, small_fit):
+    parent, rel = small_tree
+    again = fit_ranking(rel, parent.size, dim=5, epochs=300, batch_size=32, lr=0.05, burn_in=20,
+                        n_negatives=10, seed=3)
+    np.testing.assert_array_equal(again.points, small_fit.points)
+    other = fit_ranking(rel, parent.size, dim=5, epochs=2, batch_size=32, n_negatives=10, seed=4)
+    assert not np.array_equal(other.points, small_fit.points)
+
+
+def test_euclidean_geometry_runs(small_tree):
+    parent, rel = small_tree
+    fit = fit_ranking(rel, parent.size, dim=5, geometry="euclidean", epochs=100, batch_size=32,
+                      n_negatives=10, lr=0.05)
+    assert fit.geometry == "euclidean" and np.isfinite(fit.points).all()
+    assert fit.losses[-1] < fit.losses[0]
+    m = reconstruction_metrics(fit.points, rel, geometry="euclidean")
+    assert 0.0 < m["map"] <= 1.0
+
+
+def test_unknown_geometry_and_bad_relations():
+    rel = np.array([[1, 0]])
+    with pytest.raises(MashError, match="poincare"):
+        fit_ranking(rel, 2, geometry="lorentz")
+    with pytest.raises(MashError, match="outside"):
+        fit_ranking(np.array([[5, 0]]), 2)
+    with pytest.raises(MashError, match="itself"):
+        fit_ranking(np.array([[1, 1]]), 2)
+
+
+def test_non_finite_loss_raises(small_tree):
+    parent, rel = small_tree
+    with pytest.raises(MashError, match="non-finite"):
+        fit_ranking(rel, parent.size, dim=2, epochs=3, lr=1e300, burn_in=0, batch_size=16,
+                    geometry="euclidean")
+
+
+# --- reconstruction metrics ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("geometry", ["poincare", "euclidean"])
+def test_metrics_match_sklearn_brute_force(geometry):
+    rng = np.random.default_rng(0)
+    n = 60
+    pts = rng.normal(size=(n, 3))
+    pts *= (rng.uniform(0, 0.95, n) / np.linalg.norm(pts, axis=1))[:, None]
+    rel = np.unique(rng.integers(0, n, size=(200, 2)), axis=0)
+    rel = rel[rel[:, 0] != rel[:, 1]]
+    m = reconstruction_metrics(pts, rel, geometry=geometry, chunk=7)
+    mean_rank, map_ = brute_force(pts, rel, geometry)
+    assert m["n_nodes"] == np.unique(rel[:, 0]).size and m["n_relations"] == rel.shape[0]
+    assert m["mean_rank"] == pytest.approx(mean_rank, rel=1e-12)
+    assert m["map"] == pytest.approx(map_, rel=1e-12)
+    # a node sample restricts the queries but still ranks against every node
+    sample = np.unique(rel[:, 0])[::3]
+    sub = reconstruction_metrics(pts, rel, geometry=geometry, nodes=sample)
+    mr, mp = brute_force(pts, rel[np.isin(rel[:, 0], sample)], geometry)
+    assert sub["n_nodes"] == sample.size
+    assert (sub["mean_rank"], sub["map"]) == (pytest.approx(mr), pytest.approx(mp))
+
+
+def test_metrics_ties_follow_sklearn():
+    # duplicated points make exact distance ties between neighbours and non-neighbours
+    pts = np.array([[0.0, 0.0], [0.3, 0.0], [0.3, 0.0], [0.0, 0.3], [0.3, 0.0], [-0.2, 0.1]])
+    rel = np.array([[1, 0], [1, 2], [3, 0], [3, 5], [5, 4]])
+    m = reconstruction_metrics(pts, rel)
+    _, map_ = brute_force(pts, rel, "poincare")
+    assert m["map"] == pytest.approx(map_, rel=1e-12)
+
+
+def test_metrics_reject_bad_input():
+    with pytest.raises(MashError, match="ball"):
+        reconstruction_metrics(np.array([[0.0, 0.0], [1.0, 0.5]]), np.array([[1, 0]]))
+    with pytest.raises(MashError, match="geometry"):
+        reconstruction_metrics(np.zeros((2, 2)), np.array([[1, 0]]), geometry="sphere")
+    with pytest.raises(MashError, match="no query"):
+        reconstruction_metrics(np.zeros((3, 2)), np.array([[1, 0]]), nodes=np.array([2]))
