@@ -1,9 +1,14 @@
-"""Retrieval metrics against a gold standard, and calibration error."""
+"""Retrieval metrics against a gold standard, calibration error, and (re-exported from
+:mod:`mash.hyperbolic.treemetrics`) dendrogram purity and Dasgupta cost."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from mash.hyperbolic.treemetrics import dasgupta_cost, dendrogram_purity
+
+__all__ = ["dasgupta_cost", "dendrogram_purity", "expected_calibration_error", "ranking_metrics"]
 
 
 def ranking_metrics(mapping: pd.DataFrame, gold: pd.DataFrame, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:

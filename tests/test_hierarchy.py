@@ -178,6 +178,8 @@ def test_labels_csv_unknown_codes_and_bad_files(tmp_path):
     h = build_hierarchy(a, [str(good)], seed=0, **FAST)
     labels = {d["label"] for _, d in h.graph.nodes(data=True)}
     assert "Group A" in labels
+    assert h.manifest["label_stats"]["label_rows_naming_no_code"] == {"labels.csv": 1}  # ZZZ9
+    assert any("name a code that is in no site" in w for w in h.manifest["warnings"])
     nope = tmp_path / "nope.csv"
     nope.write_text("code,parent\nQQQ,GB\n")
     with pytest.raises(MashInputError, match="match no code"):
@@ -312,6 +314,17 @@ def test_cli_bad_alignment_dirs(tmp_path, capsys, sample_alignment):
                       "--labels", "icd10cm@site_Z"], capsys)
     assert code == 2 and "site_Z" in err
     assert not (tmp_path / "h.graphml").exists()
+
+
+def test_cli_json_format_and_summary(sample_alignment, tmp_path, capsys):
+    out = tmp_path / "tree.out"
+    code, err = _run(["build-hierarchy", str(sample_alignment), "--out", str(out), "--format", "json",
+                      "--epochs", "3", "--dim", "8"], capsys)
+    assert code == 0
+    assert "815 codes in" in err and "wrote" in err
+    data = json.loads(out.read_text())
+    g = nx.node_link_graph(data, directed=True, edges="edges")
+    check_tree(g)
 
 
 def test_load_rejects_non_trees(tmp_path):

@@ -38,7 +38,13 @@ from mash.hyperbolic.decode import (
 )
 from mash.hyperbolic.embed import fit_hierarchy_embedding
 from mash.hyperbolic.hierarchy import Hierarchy
-from mash.hyperbolic.labels import LabelForest, build_label_forest, resolve_sources
+from mash.hyperbolic.labels import (
+    BUILTIN_SOURCES,
+    LabelForest,
+    build_label_forest,
+    resolve_sources,
+    unknown_label_rows,
+)
 from mash.hyperbolic.naming import name_nodes
 from mash.progress import Timer, bar
 
@@ -288,6 +294,14 @@ def build_hierarchy(
     with timer("labels"):
         sources = resolve_sources(list(labels), con)
         forest: LabelForest = build_label_forest(con, concept_ids, sources, alignment.reference)
+        unknown = {
+            src.name: unknown_label_rows(src, con)
+            for src in sources
+            if src.name not in BUILTIN_SOURCES and not src.name.startswith("parents[")
+        }
+        forest.stats["label_rows_naming_no_code"] = {k: v for k, v in unknown.items() if v}
+        for name, count in forest.stats["label_rows_naming_no_code"].items():
+            warnings_.append(f"{count} rows of labels {name} name a code that is in no site (ignored)")
         paths = forest.ancestor_matrix()
         paths, placed = propagate_labels(paths, nbr, sim, cfg.propagate_share)
         item_group = np.array([row[row >= 0][-1] if (row >= 0).any() else -1 for row in paths])

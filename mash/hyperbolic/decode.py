@@ -166,8 +166,9 @@ class DecodedTree:
     merge_depth : ndarray, shape (N,)
         LCA depth at which the node's children merged (concepts: their own depth).
     points : ndarray, shape (N, dim)
-        Concepts and groups: their embedded points; clusters and root: the hyperbolic
-        LCA of their merge.
+        Concepts: their embedded points; groups, clusters and the root: the hyperbolic
+        LCA of their last merge (a group with a single member: 0.9 × its point), so every
+        node lies on the origin side of its descendants.
     """
 
     parent: np.ndarray
@@ -202,7 +203,7 @@ def decode_tree(
     items : ndarray, shape (n, d)
         Concept points (all at the same Euclidean norm).
     groups : ndarray, shape (L, d)
-        Known-group points (used as the groups' coordinates).
+        Known-group points as trained (replaced in the output by their merge's LCA).
     group_parent : ndarray, shape (L,)
     item_group : ndarray, shape (n,)
         The group each concept sits in directly, −1 for none.
@@ -256,6 +257,8 @@ def decode_tree(
                 pts.append(np.zeros(dim))
             parent[mem[0]] = node
             depth[node] = depth[mem[0]]
+            if node >= n:  # a group with one member sits just above it, on its geodesic
+                pts[node] = 0.9 * pts[mem[0]]
         else:
             cluster_node = list(mem)  # scipy-style cluster ids: members, then merges
             merges = linkage_lca(rep, method, item_depth)
@@ -263,7 +266,8 @@ def decode_tree(
                 na, nb = cluster_node[int(a)], cluster_node[int(b)]
                 last = step == len(merges) - 1
                 if last and node is not None:
-                    new = node  # the group's last merge is the group node (keeps its point)
+                    new = node  # the group's last merge is the group node
+                    pts[new] = _lca_point_np(pts[na], pts[nb])
                 else:
                     new = len(parent)
                     parent.append(-1)

@@ -366,6 +366,8 @@ def build_label_forest(
 
 
 def unknown_label_rows(source: LabelSource, concepts: pd.DataFrame) -> int:
-    """Rows of a label source whose child code is neither a site code nor a group."""
-    known = set(concepts["code"].astype(str).map(source.normalize))
-    return sum(1 for c in source.parent_of if c not in known and c not in source.groups)
+    """Rows of a label source whose child code is neither a code of the sites it applies
+    to nor a group of the source (such rows are ignored)."""
+    codes = concepts if source.site is None else concepts[concepts["site"].astype(str) == source.site]
+    known = set(codes["code"].astype(str).map(source.normalize))
+    return sum(1 for c, p in source.parent_of.items() if p and c not in known and c not in source.groups)

@@ -208,16 +208,38 @@ def ranking_loss(
     return _loss_from_dist(dist)
 
 
-def _indexed_loss(
-    points: torch.Tensor, u: torch.Tensor, targets: torch.Tensor, c: torch.Tensor
-) -> torch.Tensor:
-    """:func:`ranking_loss` from indices: ``u`` (B,) queries, ``targets`` (B, 1 + K) with the
-    positive first. Squared norms are gathered from one ``(n,)`` vector instead of being
-    recomputed on the ``(B, 1 + K, d)`` gather (one pass less, forward and backward)."""
-    sq = (points * points).sum(-1)
-    x = points[u]
-    xt = torch.bmm(points[targets], x.unsqueeze(-1)).squeeze(-1)
-    return _loss_from_dist(_dist_from_parts(sq[u].unsqueeze(-1), sq[targets], xt, c))
+def _grouped_loss(
+    points: torch.Tensor,
+    u: torch.Tensor,
+    targets: torch.Tensor,
+    n_pos: int,
+    c: torch.Tensor,
+    sparse: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed :func:`ranking_loss` of all relations of a batch of query nodes.
+
+    ``u`` (b,) are query nodes, ``targets`` (b, D + K) their ``D`` positives (``-1`` is
+    padding) then ``K`` negatives, shared by the relations of one node. The loss of
+    relation ``(u, v)`` is ``-log(e^{-d(u,v)} / (e^{-d(u,v)} + S_u))`` with
+    ``S_u = sum_k e^{-d(u, n_k)}``, i.e. ``softplus(d(u, v) + log S_u)``. Returns the sum
+    over relations and their number.
+    """
+    valid = targets[:, :n_pos] >= 0
+    idx = torch.where(targets >= 0, targets, u.unsqueeze(1))
+    if sparse:
+        x = torch.nn.functional.embedding(u, points, sparse=True)
+        y = torch.nn.functional.embedding(idx, points, sparse=True)
+        x2, t2 = (x * x).sum(-1, keepdim=True), (y * y).sum(-1)
+    else:
+        sq = (points * points).sum(-1)
+        x = points.index_select(0, u)
+        y = points.index_select(0, idx.reshape(-1)).view(idx.shape[0], idx.shape[1], -1)
+        x2, t2 = sq.index_select(0, u).unsqueeze(-1), sq[idx]
+    xt = torch.einsum("btd,bd->bt", y, x)
+    dist = _dist_from_parts(x2, t2, xt, c)
+    lse_neg = torch.logsumexp(-dist[:, n_pos:], dim=-1, keepdim=True)
+    per_rel = torch.nn.functional.softplus(dist[:, :n_pos] + lse_neg)
+    return (per_rel * valid).sum(), valid.sum()
 
 
 def pair_keys(relations: np.ndarray, n_nodes: int) -> np.ndarray:
@@ -259,6 +281,7 @@ def sample_negatives(
     rng: np.random.Generator,
     *,
     return_collisions: bool = False,
+    cdf: np.ndarray | None = None,
 ) -> np.ndarray | tuple[np.ndarray, int]:
     """Uniform negative nodes for each query, avoiding the query and its positives.
 
@@ -287,13 +310,18 @@ def sample_negatives(
         Negatives; with ``return_collisions`` a tuple ``(negatives, n_collisions)``.
     """
     u = np.asarray(u_idx, dtype=np.int64).reshape(-1, 1)
-    neg = rng.integers(0, n_nodes, size=(u.shape[0], k), dtype=np.int64)
+    def draw(size):
+        if cdf is None:
+            return rng.integers(0, n_nodes, size=size, dtype=np.int64)
+        return np.searchsorted(cdf, rng.random(size) * cdf[-1], side="right")
+
+    neg = draw((u.shape[0], k))
     bad = np.flatnonzero(_is_forbidden(u, neg, n_nodes, forbidden_keys))
     for _ in range(_RESAMPLE_TRIES):
         if bad.size == 0:
             break
         rows = bad // k
-        cand = rng.integers(0, n_nodes, size=bad.size, dtype=np.int64)
+        cand = draw(bad.size)
         neg.reshape(-1)[bad] = cand
         still = _is_forbidden(u[rows, 0], cand, n_nodes, forbidden_keys)
         bad = bad[still]
@@ -351,26 +379,42 @@ def _check_relations(relations: np.ndarray, n_nodes: int) -> np.ndarray:
     return r
 
 
+def _positives_by_node(relations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Query nodes ``(q,)`` and their positives ``(q, D)``, padded with ``-1``."""
+    r = relations[np.lexsort((relations[:, 1], relations[:, 0]))]
+    nodes, first, degree = np.unique(r[:, 0], return_index=True, return_counts=True)
+    table = np.full((nodes.size, int(degree.max())), -1, dtype=np.int64)
+    row = np.repeat(np.arange(nodes.size), degree)
+    col = np.arange(r.shape[0]) - np.repeat(first, degree)
+    table[row, col] = r[:, 1]
+    return nodes, table
+
+
 def _batch_stream(
-    relations: np.ndarray,
+    nodes: np.ndarray,
+    positives: np.ndarray,
     n_nodes: int,
     epochs: int,
-    batch_size: int,
+    nodes_per_batch: int,
     n_negatives: int,
     forbidden: np.ndarray,
     rng: np.random.Generator,
+    burn_in: int = 0,
+    cdf: np.ndarray | None = None,
 ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, int]]:
-    """Yield ``(epoch, u (B,), targets (B, 1 + K), collisions)`` batches, positive first."""
-    n_rel = relations.shape[0]
+    """Yield ``(epoch, u (b,), targets (b, D + K), collisions)``: each query node with all its
+    positives (``-1`` padded) followed by its negatives, nodes in a new order each epoch."""
     for epoch in range(epochs):
-        shuffled = relations[rng.permutation(n_rel)]
-        for start in range(0, n_rel, batch_size):
-            u = shuffled[start : start + batch_size, 0]
+        order = rng.permutation(nodes.size)
+        for start in range(0, nodes.size, nodes_per_batch):
+            sel = order[start : start + nodes_per_batch]
+            u = nodes[sel]
             neg, bad = sample_negatives(
-                u, n_nodes, n_negatives, forbidden, rng, return_collisions=True
+                u, n_nodes, n_negatives, forbidden, rng, return_collisions=True,
+                cdf=cdf if epoch < burn_in else None,
             )
-            targets = np.concatenate([shuffled[start : start + batch_size, 1:], neg], axis=1)
-            yield epoch, torch.from_numpy(u.copy()), torch.from_numpy(targets), bad
+            targets = np.concatenate([positives[sel], neg], axis=1)
+            yield epoch, torch.from_numpy(u), torch.from_numpy(targets), bad
 
 
 def _learning_rate(
@@ -402,6 +446,8 @@ def fit_ranking(
     quiet: bool = True,
     threads: int | None = None,
     dtype: str = "float64",
+    optimizer: str = "adam",
+    dampening: float | None = None,
 ) -> PoincareFit:
     """Train Nickel–Kiela embeddings of ``(child, ancestor)`` relations.
 
@@ -489,11 +535,27 @@ def fit_ranking(
         forbidden = pair_keys(r, n_nodes)
         init = torch.empty(n_nodes, dim, dtype=dtypes[dtype]).uniform_(-init_scale, init_scale)
         points = geoopt.ManifoldParameter(manifold.projx(init), manifold=manifold)
-        opt = geoopt.optim.RiemannianAdam([points], lr=lr, stabilize=None)
+        sparse = optimizer == "sparse_adam"
+        if optimizer == "adam":
+            opt = geoopt.optim.RiemannianAdam([points], lr=lr, stabilize=None)
+        elif sparse:
+            opt = geoopt.optim.SparseRiemannianAdam([points], lr=lr)
+        else:
+            opt = geoopt.optim.RiemannianSGD([points], lr=lr, stabilize=None)
         c = _curvature(manifold)
         n_rel = r.shape[0]
-        n_batches = -(-n_rel // batch_size)
-        stream = _batch_stream(r, n_nodes, epochs, batch_size, n_negatives, forbidden, rng)
+        nodes, positives = _positives_by_node(r)
+        n_pos = positives.shape[1]
+        nodes_per_batch = max(1, round(batch_size * nodes.size / r.shape[0]))
+        n_batches = -(-nodes.size // nodes_per_batch)
+        cdf = None
+        if dampening is not None:
+            deg = np.bincount(r.reshape(-1), minlength=n_nodes).astype(np.float64)
+            cdf = np.cumsum(deg**dampening)
+        stream = _batch_stream(
+            nodes, positives, n_nodes, epochs, nodes_per_batch, n_negatives, forbidden, rng,
+            burn_in, cdf,
+        )
         sums = torch.zeros(epochs, dtype=torch.float64)
         n_collisions = 0
         t_loop = time.perf_counter()
@@ -509,7 +571,8 @@ def fit_ranking(
                     group["lr"] = _learning_rate(
                         step / n_batches, lr, burn_in, burn_in_lr_factor, final_lr_factor, epochs
                     )
-                loss = _indexed_loss(points, u, targets, c)
+                total, count = _grouped_loss(points, u, targets, n_pos, c, sparse)
+                loss = total / count
                 if not torch.isfinite(loss):
                     raise MashError(
                         f"training loss became non-finite in epoch {epoch + 1} "
@@ -518,7 +581,7 @@ def fit_ranking(
                 opt.zero_grad(set_to_none=False)
                 loss.backward()
                 opt.step()
-                sums[epoch] += loss.detach() * u.numel()
+                sums[epoch] += total.detach()
         train_s = time.perf_counter() - t_loop
         out = points.detach().to(torch.float64).numpy().copy()
     finally:
