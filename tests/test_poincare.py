@@ -176,11 +176,13 @@ def small_tree():
     return parent, transitive_closure(parent)
 
 
+SMALL = dict(dim=5, batch_size=64, lr=0.1, burn_in=10, n_negatives=10, threads=1)
+
+
 @pytest.fixture(scope="module")
 def small_fit(small_tree):
     parent, rel = small_tree
-    return fit_ranking(rel, parent.size, dim=5, epochs=300, batch_size=32, lr=0.05, burn_in=20,
-                       n_negatives=10, seed=3)
+    return fit_ranking(rel, parent.size, epochs=100, seed=3, **SMALL)
 
 
 def test_small_tree_reconstructs(small_tree, small_fit):
@@ -190,30 +192,31 @@ def test_small_tree_reconstructs(small_tree, small_fit):
     assert np.isfinite(pts).all()
     assert (np.linalg.norm(pts, axis=1) < 1.0).all()
     assert small_fit.losses[-1] < small_fit.losses[0]
-    assert small_fit.relations_per_s > 0 and small_fit.epochs == 300
+    assert small_fit.relations_per_s > 0 and small_fit.epochs == 100
+    assert len(small_fit.losses) == 100 and small_fit.n_collisions == 0
     m = reconstruction_metrics(pts, rel)
     assert m["n_nodes"] == parent.size - 1 and m["n_relations"] == rel.shape[0]
-    assert m["map"] >= 0.95
-    assert m["mean_rank"] <= 1.2
+    assert m["map"] >= 0.95  # 0.989-1.0 over seeds 0-4
+    assert m["mean_rank"] <= 1.1
     # the root sits nearest the origin, leaves furthest out
     depth = np.bincount(rel[:, 0], minlength=parent.size)
     norms = np.linalg.norm(pts, axis=1)
     assert norms[depth == 0].max() < norms[depth == 3].min()
 
 
-def test_same_seed_identical(small_tree, small_fit):
+def test_same_seed_identical(small_tree):
     parent, rel = small_tree
-    again = fit_ranking(rel, parent.size, dim=5, epochs=300, batch_size=32, lr=0.05, burn_in=20,
-                        n_negatives=10, seed=3)
-    np.testing.assert_array_equal(again.points, small_fit.points)
-    other = fit_ranking(rel, parent.size, dim=5, epochs=2, batch_size=32, n_negatives=10, seed=4)
-    assert not np.array_equal(other.points, small_fit.points)
+    a = fit_ranking(rel, parent.size, epochs=15, seed=7, **SMALL)
+    b = fit_ranking(rel, parent.size, epochs=15, seed=7, **SMALL)
+    np.testing.assert_array_equal(a.points, b.points)
+    assert a.losses == b.losses
+    c = fit_ranking(rel, parent.size, epochs=15, seed=8, **SMALL)
+    assert not np.array_equal(a.points, c.points)
 
 
 def test_euclidean_geometry_runs(small_tree):
     parent, rel = small_tree
-    fit = fit_ranking(rel, parent.size, dim=5, geometry="euclidean", epochs=100, batch_size=32,
-                      n_negatives=10, lr=0.05)
+    fit = fit_ranking(rel, parent.size, geometry="euclidean", epochs=60, **SMALL)
     assert fit.geometry == "euclidean" and np.isfinite(fit.points).all()
     assert fit.losses[-1] < fit.losses[0]
     m = reconstruction_metrics(fit.points, rel, geometry="euclidean")

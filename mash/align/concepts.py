@@ -34,7 +34,11 @@ def unify_concepts(
         is deterministic.
     """
     ref = site_codes[reference]
-    extra = [c for c in ("domain", "parent") if any(c in t.columns for t in site_codes.values())]
+    extra = [
+        c for c in ("domain", "parent")
+        if any(c in t.columns and t[c].notna().any() and (t[c].astype("string") != "").any()
+               for t in site_codes.values())
+    ]
 
     def _extra(codes: pd.DataFrame) -> dict[str, np.ndarray]:
         n = len(codes)

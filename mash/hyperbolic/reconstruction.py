@@ -111,8 +111,9 @@ def reconstruction_metrics(
     rel = rel.astype(np.int64)
     if rel.size and (rel.min() < 0 or rel.max() >= n):
         raise MashError(f"relations hold node ids outside [0, {n})")
+    pair = np.unique(rel[:, 0] * n + rel[:, 1])  # deduplicated, sorted by query node
+    rel = np.stack([pair // n, pair % n], axis=1)
     rel = rel[rel[:, 0] != rel[:, 1]]
-    rel = np.unique(rel, axis=0)  # sorted by query node
     if chunk < 1:
         raise MashError(f"chunk must be positive, got {chunk}")
 
