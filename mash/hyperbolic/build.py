@@ -388,7 +388,6 @@ def _to_graph(
 ) -> nx.DiGraph:
     """Expand concepts into their codes, name internal nodes, build the DiGraph."""
     members = con.groupby("concept_id", sort=True)
-    ref_first = con.assign(_o=np.arange(len(con)))
     # nodes: 0..M-1 the compressed tree; then one leaf per code of multi-member concepts
     node_parent = list(parent)
     node_kind = list(kind)
@@ -424,7 +423,6 @@ def _to_graph(
             info[new] = {"group": forest.keys[g]}
         elif kind[new] == KIND_ROOT:
             fixed[new] = "All concepts"
-    del ref_first
     par = np.asarray(node_parent, dtype=np.int64)
     labels = name_nodes(par, texts, fixed=fixed)
     labels = _group_aware_labels(par, node_kind, labels)

@@ -32,6 +32,7 @@ optimiser, and a non-finite loss stops training with an error.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import geoopt
@@ -204,8 +205,6 @@ def fit_hierarchy_embedding(
     steps = max(1, int(np.ceil(n / batch_size)))
     k_nbr = nbr.shape[1]
     losses: list[float] = []
-    import time
-
     t0 = time.perf_counter()
     for _epoch in bar(range(epochs), "hyperbolic embedding", quiet=quiet):
         total = 0.0
