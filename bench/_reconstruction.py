@@ -11,7 +11,7 @@ gensim's implementation reaches MAP 0.63.
 
 Usage::
 
-    python bench/_reconstruction.py                 # dim 10, 40 epochs
+    python bench/_reconstruction.py                 # dim 10, 100 epochs
     python bench/_reconstruction.py --epochs 20 --dim 5 --threads 1
 
 Prints a markdown table: geometry, dim, nodes, relations, epochs, training seconds,
@@ -28,7 +28,7 @@ import numpy as np
 from mash.hyperbolic.poincare import fit_ranking, transitive_closure
 from mash.hyperbolic.reconstruction import reconstruction_metrics
 
-EPOCHS = 40
+EPOCHS = 100
 
 COLUMNS = [
     "geometry",
@@ -97,7 +97,7 @@ def run(
     """Train and evaluate each geometry on the ICD-10-CM closure; one row per geometry.
 
     Both geometries get the same budget: :func:`fit_ranking` defaults (batch 8192
-    relations, 50 negatives, RiemannianAdam lr 0.03 rising to 0.15, 10 burn-in epochs)
+    relations, 50 negatives, RiemannianAdam lr 0.015 rising to 0.075, 10 burn-in epochs)
     and ``epochs`` passes. ``seconds`` is the training call, ``eval_seconds`` the ranking
     of every node against all others.
     """

@@ -438,10 +438,10 @@ def fit_ranking(
     *,
     dim: int = 10,
     geometry: str = "poincare",
-    epochs: int = 50,
+    epochs: int = 100,
     batch_size: int = 8192,
     n_negatives: int = 50,
-    lr: float = 0.03,
+    lr: float = 0.015,
     burn_in: int = 10,
     burn_in_lr_factor: float = 0.01,
     burn_in_dampening: float | None = 0.75,
@@ -464,12 +464,13 @@ def fit_ranking(
     The whole ``(n_nodes, dim)`` table is one :class:`geoopt.ManifoldParameter` updated by
     dense :class:`geoopt.optim.RiemannianAdam` (with large batches nearly every row is
     touched by some negative anyway); its retraction projects the points strictly inside
-    the ball after every step. Schedule, as Nickel & Kiela: ``burn_in`` epochs at
+    the ball after every step. Burn-in as in Nickel & Kiela's code: ``burn_in`` epochs at
     ``lr * burn_in_lr_factor`` with negatives drawn proportionally to
     ``degree ** burn_in_dampening`` (frequent, i.e. high-level, nodes), so that the top
-    of the hierarchy is laid out near the origin; then uniform negatives and a learning
-    rate rising linearly from ``lr`` to ``lr * final_lr_factor``, which lets the deep
-    levels keep spreading towards the boundary (a decaying rate was measured worse).
+    of the hierarchy is laid out near the origin. Then uniform negatives and (our
+    choice, see Notes) a learning rate rising linearly from ``lr`` to
+    ``lr * final_lr_factor``, which lets the deep levels keep spreading towards the
+    boundary.
     The next batch (shuffle, negatives) is prepared in a second thread while torch works
     on the current one.
 
@@ -523,6 +524,23 @@ def fit_ranking(
     ------
     MashError
         On invalid arguments, an unknown geometry, or a non-finite loss.
+
+    Notes
+    -----
+    The defaults were chosen by measurement (MAP from :func:`reconstruction_metrics`),
+    first on an 11.6k-node ICD-10-CM subset, then on all of ICD-10-CM (98.5k nodes,
+    487k relations, dim 10):
+
+    * RiemannianAdam over RiemannianSGD: on the subset after 20 epochs Adam (lr 0.05)
+      reached MAP 0.52, SGD 0.48 at its best lr (200 on the batch-mean loss; 30 gave
+      0.24, 1000 diverged to 0.17), and Adam's step needs no rescaling with the batch
+      size.
+    * A learning rate rising after burn-in beat a constant one (subset, 40 epochs:
+      0.78 vs 0.63) and a decaying one (0.51 vs 0.60); dampened burn-in negatives cut
+      the mean rank from 24 to 9. Negatives drawn from the ancestors' subtrees ("hard"
+      negatives) were worse (0.59 with 20 %, 0.34 with 50 %).
+    * Full ICD-10-CM, 100 epochs: lr 0.015 gave MAP 0.645 (mean rank 30), lr 0.01 0.59
+      (rank 21); 40 epochs at lr 0.03: 0.62; 100 negatives instead of 50: no gain.
 
     Examples
     --------

@@ -8,7 +8,7 @@ strictly closer to ``u`` than ``v``; the mean rank averages over all ``(u, v)`` 
 distance to ``u`` (``sklearn.metrics.average_precision_score(labels, -dist)``, ties
 included); MAP averages over query nodes.
 
-Nothing is sorted: for a query ``u`` with neighbours at sorted distances
+No distance row is sorted: for a query ``u`` with neighbours at sorted distances
 :math:`\\delta_1 \\le \\dots \\le \\delta_m`, let :math:`c_j` count the non-neighbours at
 distance :math:`\\le \\delta_j` and :math:`k_j` the neighbours at distance
 :math:`\\le \\delta_j`; then
@@ -21,6 +21,10 @@ Only the non-neighbours closer than the farthest neighbour are ever looked at, a
 distance is replaced by a key with the same order within a row (``|u - y|^2`` in
 Euclidean space, ``|u - y|^2 / (1 - |y|^2)`` in the Poincaré ball, since
 :math:`d(u, y) = \\operatorname{arcosh}(1 + 2|u - y|^2 / ((1 - |u|^2)(1 - |y|^2)))`).
+A block of keys is one float64 matrix product of the expanded squares; near geoopt's
+float64 boundary (``|y| = 1 - 1e-5``) two distances closer than about ``1e-7``
+(relative) may come out in either order. All ~98k ICD-10-CM nodes take 15-30 s on two
+cores.
 """
 
 from __future__ import annotations
