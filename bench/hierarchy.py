@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mash  # noqa: E402
 from mash.align.result import Alignment  # noqa: E402
 from mash.hyperbolic.baselines import linkage_tree  # noqa: E402
-from mash.hyperbolic.build import build_hierarchy, knn_graph  # noqa: E402
+from mash.hyperbolic.build import HierarchyConfig, build_hierarchy, knn_graph, member_vectors  # noqa: E402
 from mash.hyperbolic.treemetrics import dasgupta_cost, dendrogram_purity  # noqa: E402
 from mash.synth import load_reference_tables  # noqa: E402
 
@@ -73,21 +73,6 @@ def icd10_block(code: str) -> str:
     return anc[-2] if len(anc) >= 2 else anc[-1]
 
 
-def leaf_vectors(alignment: Alignment, cooc_weight: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
-    """Per-(site, code) vectors as mash builds them (text ⊕ co-occurrence halves,
-    each L2-normalised, weighted), and the text half alone."""
-    emb = alignment.embeddings
-    vec = np.asarray(emb["vectors"], dtype=np.float64)
-    d_text = np.asarray(emb["text"]).shape[1]
-    t, c = vec[:, :d_text], vec[:, d_text:]
-    t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
-    c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
-    rel = np.asarray(emb["cooccurrence_reliable"], dtype=bool)
-    wt = np.where(rel, np.sqrt(1 - cooc_weight), 1.0)[:, None]
-    wc = np.where(rel, np.sqrt(cooc_weight), 0.0)[:, None]
-    return np.hstack([wt * t, wc * c]), t
-
-
 def recovery(patients: int, conditions: int, seed: int, opaque: bool, quiet: bool) -> list[dict]:
     name = f"hier_{patients}_{conditions}_{seed}{'_opaque' if opaque else ''}"
     sim_dir, align_dir = OUT / name, OUT / f"{name}_align"
@@ -109,7 +94,7 @@ def recovery(patients: int, conditions: int, seed: int, opaque: bool, quiet: boo
     cls = np.empty(len(code), dtype=object)
     for i, (s, c) in enumerate(zip(site, code, strict=True)):
         cls[i] = f"ccs{ccs.get(true_a.get(c, ''), -1)}" if s == "site_A" else icd10_block(c)
-    aligned, text = leaf_vectors(alignment)
+    aligned, text = member_vectors(alignment.embeddings, HierarchyConfig().cooc_weight)
     # one similarity graph for every method's Dasgupta cost: kNN (k=10) of aligned vectors
     nbr, sim = knn_graph(aligned, 10)
     gi = np.repeat(np.arange(len(code)), nbr.shape[1])

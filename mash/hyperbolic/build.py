@@ -115,27 +115,39 @@ class HierarchyConfig:
 # ---------------------------------------------------------------------------- vectors
 
 
-def concept_vectors(alignment: Any, concept_ids: np.ndarray, cooc_weight: float) -> np.ndarray:
-    """Mean aligned vector of each concept's members, L2-normalised.
+def member_vectors(embeddings: dict[str, np.ndarray], cooc_weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-(site, code) vectors as the hierarchy uses them, and their text half alone.
 
-    Each member's vector is its text half and its co-occurrence half, each L2-normalised,
-    weighted ``sqrt(1 − cooc_weight)`` and ``sqrt(cooc_weight)`` (text alone where the
+    Each row's text half and co-occurrence half are L2-normalised and weighted
+    ``sqrt(1 − cooc_weight)`` and ``sqrt(cooc_weight)`` (text alone where the
     co-occurrence is unreliable).
+
+    Returns
+    -------
+    member : ndarray, shape (n, d_text + d_co)
+    text : ndarray, shape (n, d_text)
+        The normalised text half.
+    """
+    vec = np.asarray(embeddings["vectors"], dtype=np.float64)
+    d_text = np.asarray(embeddings["text"]).shape[1]
+    t, c = vec[:, :d_text], vec[:, d_text:]
+    t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+    c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+    reliable = np.asarray(embeddings.get("cooccurrence_reliable", np.ones(len(vec), bool)), dtype=bool)
+    wc = np.where(reliable, np.sqrt(cooc_weight), 0.0)[:, None]
+    wt = np.where(reliable, np.sqrt(1.0 - cooc_weight), 1.0)[:, None]
+    return np.hstack([wt * t, wc * c]), t
+
+
+def concept_vectors(alignment: Any, concept_ids: np.ndarray, cooc_weight: float) -> np.ndarray:
+    """Mean of each concept's member vectors (:func:`member_vectors`), L2-normalised.
 
     Returns
     -------
     ndarray, shape (n_concepts, d_text + d_co)
     """
     emb = alignment.embeddings
-    vec = np.asarray(emb["vectors"], dtype=np.float64)
-    d_text = np.asarray(emb["text"]).shape[1]
-    t, c = vec[:, :d_text], vec[:, d_text:]
-    t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
-    c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
-    reliable = np.asarray(emb.get("cooccurrence_reliable", np.ones(len(vec), bool)), dtype=bool)
-    wc = np.where(reliable, np.sqrt(cooc_weight), 0.0)[:, None]
-    wt = np.where(reliable, np.sqrt(1.0 - cooc_weight), 1.0)[:, None]
-    member = np.hstack([wt * t, wc * c])
+    member, _ = member_vectors(emb, cooc_weight)
     key = pd.MultiIndex.from_arrays([emb["site"].astype(str), emb["code"].astype(str)])
     con = alignment.concepts
     rows = key.get_indexer(pd.MultiIndex.from_arrays([con["site"].astype(str), con["code"].astype(str)]))
