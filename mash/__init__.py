@@ -8,6 +8,8 @@ Public API::
     alignment.save("out/")
     hierarchy = mash.build_hierarchy(alignment, labels=["icd10cm"])
     hierarchy.save("h.graphml")
+    vocab = mash.Vocabulary.from_hierarchy(hierarchy)
+    ids = vocab.encode(["4280", "25000"], site="site_A")
 
 Names are imported on first use (PEP 562), so ``import mash`` and the command line's
 start-up do not pay for torch and POT until alignment is actually run.
@@ -24,6 +26,12 @@ from mash.errors import MashError, MashInputError
 
 _LAZY = {
     "AlignConfig": "mash.align.pipeline",
+    "FinetuneConfig": "mash.models.config",
+    "ModelConfig": "mash.models.config",
+    "PretrainConfig": "mash.models.config",
+    "Vocabulary": "mash.vocab",
+    "finetune_site": "mash.models.pipeline",
+    "pretrain_sites": "mash.models.pipeline",
     "Alignment": "mash.align.result",
     "Hierarchy": "mash.hyperbolic.hierarchy",
     "HierarchyConfig": "mash.hyperbolic.build",
@@ -49,8 +57,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from mash.align.result import Alignment  # noqa: F401
     from mash.hyperbolic.build import HierarchyConfig, build_hierarchy  # noqa: F401
     from mash.hyperbolic.hierarchy import Hierarchy  # noqa: F401
+    from mash.models.config import FinetuneConfig, ModelConfig, PretrainConfig  # noqa: F401
+    from mash.models.pipeline import finetune_site, pretrain_sites  # noqa: F401
     from mash.sites import Site  # noqa: F401
     from mash.synth import simulate  # noqa: F401
+    from mash.vocab import Vocabulary  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -64,6 +64,56 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--seed", type=int, default=0)
     h.add_argument("--quiet", action="store_true", help="no progress bars or summary")
 
+    def model_options(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--model", default="time_aware",
+                       choices=["time_aware", "transformer", "lstm", "retain", "dipole", "tlstm", "hitanet"],
+                       help="encoder (time_aware is mash's; the others are baselines)")
+        q.add_argument("--dim", type=_positive_int, default=64)
+        q.add_argument("--layers", type=_positive_int, default=2)
+        q.add_argument("--heads", type=_positive_int, default=4)
+        q.add_argument("--dropout", type=float, default=0.1)
+        q.add_argument("--max-visits", type=_positive_int, default=64, help="most recent visits kept")
+        q.add_argument("--max-codes", type=_positive_int, default=32, help="codes kept per visit")
+        q.add_argument("--no-init", action="store_true", help="random code vectors instead of the hierarchy's")
+
+    def train_options(q: argparse.ArgumentParser, epochs: int) -> None:
+        q.add_argument("--epochs", type=_positive_int, default=epochs)
+        q.add_argument("--batch-size", type=_positive_int, default=64)
+        q.add_argument("--lr", type=float, default=1e-3)
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--device", default="auto", help="auto (a GPU when present), cpu, cuda, cuda:1, ...")
+        q.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+
+    pt = sub.add_parser("pretrain", help="pretrain the visit-sequence model on one or more sites")
+    pt.add_argument("sites", nargs="+", type=Path, metavar="SITE_DIR")
+    pt.add_argument("--hierarchy", required=True, type=Path, metavar="FILE.graphml",
+                    help="from mash build-hierarchy; its concepts are the shared vocabulary")
+    pt.add_argument("--out", required=True, type=Path, metavar="CHECKPOINT_DIR")
+    pt.add_argument("--min-count", type=_positive_int, default=1,
+                    help="back concepts seen fewer times off to their nearest frequent ancestor")
+    pt.add_argument("--no-harmonize", action="store_true",
+                    help="one token per (site, code): no sharing across sites (a baseline)")
+    model_options(pt)
+    train_options(pt, epochs=10)
+
+    ft = sub.add_parser("finetune", help="fine-tune and evaluate on a site's outcome (k-fold by patient)")
+    ft.add_argument("site", type=Path, metavar="SITE_DIR")
+    ft.add_argument("--target", required=True, metavar="COLUMN", help="label column of the outcomes file")
+    ft.add_argument("--out", required=True, type=Path, metavar="OUT_DIR")
+    ft.add_argument("--checkpoint", type=Path, metavar="DIR", help="a mash pretrain directory")
+    ft.add_argument("--hierarchy", type=Path, metavar="FILE.graphml",
+                    help="without --checkpoint: train from scratch on this hierarchy's vocabulary")
+    ft.add_argument("--outcomes", type=Path, metavar="FILE", help="default SITE_DIR/outcomes.csv")
+    ft.add_argument("--task", choices=["auto", "classification", "regression"], default="auto")
+    ft.add_argument("--folds", type=int, default=5, help="k-fold cross-validation; 0 = one 0.7/0.1/0.2 split")
+    ft.add_argument("--labels", type=float, default=None, metavar="N_OR_SHARE",
+                    help="labelled patients used: a share in (0, 1) or a count")
+    ft.add_argument("--patience", type=_positive_int, default=5, help="early-stopping patience (epochs)")
+    ft.add_argument("--plot", type=Path, metavar="FILE.png",
+                    help="2-D projection of test patients' representations coloured by outcome")
+    model_options(ft)
+    train_options(ft, epochs=30)
+
     s = sub.add_parser("simulate", help="write simulated ICD-9-CM / ICD-10-CM sites with GEM gold pairs")
     s.add_argument("out", type=Path, metavar="OUT_DIR")
     s.add_argument("--patients", type=_positive_int, default=2000, help="patients per site")
@@ -162,6 +212,67 @@ def _cmd_build_hierarchy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_config(args: argparse.Namespace):  # noqa: ANN202
+    from mash.models.config import ModelConfig
+
+    return ModelConfig(model=args.model, dim=args.dim, layers=args.layers, heads=args.heads,
+                       dropout=args.dropout, max_visits=args.max_visits, max_codes=args.max_codes,
+                       init=not args.no_init)
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from mash.models.config import PretrainConfig
+    from mash.models.pipeline import pretrain_sites
+
+    m = pretrain_sites(
+        args.sites, args.hierarchy, args.out, model=_model_config(args),
+        config=PretrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed),
+        min_count=args.min_count, harmonize=not args.no_harmonize, device=args.device, quiet=args.quiet,
+    )
+    for name, st in m["counts"]["sites"].items():
+        _say(args.quiet, f"{name}: {st['n_patients']} patients, {st['n_visits']} visits, "
+             f"{st['n_unknown_events']} of {st['n_events']} events with codes unknown to the vocabulary ([UNK])")
+    first, last = m["losses"]["first_epoch"], m["losses"]["last_epoch"]
+    _say(args.quiet, "losses, first → last epoch: " + ", ".join(
+        f"{k} {first[k]:.3f} → {last[k]:.3f}" for k in ("contrastive", "masked_visit", "reasonable")))
+    _say(args.quiet, f"wrote {args.out}/: {m['counts']['tokens']} tokens, {m['sequences_per_s']:.0f} sequences/s "
+         f"on {m['parameters']['device']}, {m['timings_s']['total']:.1f} s")
+    return 0
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from mash.models.config import FinetuneConfig
+    from mash.models.pipeline import finetune_site
+
+    labels = args.labels
+    if labels is not None:
+        if labels <= 0:
+            raise MashError("--labels must be a share in (0, 1) or a positive count")
+        labels = float(labels) if labels < 1 else int(labels)
+    m = finetune_site(
+        args.site, args.out, target=args.target, outcomes=args.outcomes, checkpoint=args.checkpoint,
+        hierarchy=args.hierarchy, model=_model_config(args),
+        config=FinetuneConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                              patience=args.patience, seed=args.seed),
+        task=args.task, folds=args.folds or None, label_size=labels, plot=args.plot,
+        device=args.device, quiet=args.quiet,
+    )
+    oc = m["counts"]["outcomes"]
+    _say(args.quiet, f"{oc['used']} patients used of {oc['outcome_rows']} outcome rows: {oc['not_in_cohort']} "
+         f"not in the cohort (empty {args.target}), {oc['unknown_subject']} without events, "
+         f"{oc['no_history']} without a visit before index_time")
+    from mash.models.pipeline import metrics_table
+
+    task = m["parameters"]["task"]
+    keys = ["auroc", "auprc", "f1"] if task == "classification" else ["rmse", "r2", "explained_variance"]
+    _say(args.quiet, metrics_table(m["metrics"]["summary"], keys).rstrip())
+    if m["representation"]:
+        r = m["representation"]
+        _say(args.quiet, f"representation silhouette {r['silhouette']:.3f} (2-D {r['silhouette_2d']:.3f}); picture {args.plot}")
+    _say(args.quiet, f"wrote {args.out}/ ({task}, {args.folds or 1} fold(s)) in {m['timings_s']['total']:.1f} s")
+    return 0
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from mash.synth import simulate
 
@@ -177,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mash`` console script."""
     parser = _parser()
     args = parser.parse_args(argv)
-    handlers = {"align": _cmd_align, "build-hierarchy": _cmd_build_hierarchy, "simulate": _cmd_simulate}
+    handlers = {"align": _cmd_align, "build-hierarchy": _cmd_build_hierarchy, "simulate": _cmd_simulate,
+                "pretrain": _cmd_pretrain, "finetune": _cmd_finetune}
     caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -1,4 +1,5 @@
-"""Retrieval metrics against a gold standard, calibration error, and (re-exported from
+"""Retrieval metrics against a gold standard, calibration error, clinical prediction
+metrics (F1, AUROC, AUPRC; RMSE, R², explained variance) and (re-exported from
 :mod:`mash.hyperbolic.treemetrics`) dendrogram purity and Dasgupta cost."""
 
 from __future__ import annotations
@@ -8,7 +9,14 @@ import pandas as pd
 
 from mash.hyperbolic.treemetrics import dasgupta_cost, dendrogram_purity
 
-__all__ = ["dasgupta_cost", "dendrogram_purity", "expected_calibration_error", "ranking_metrics"]
+__all__ = [
+    "classification_metrics",
+    "dasgupta_cost",
+    "dendrogram_purity",
+    "expected_calibration_error",
+    "ranking_metrics",
+    "regression_metrics",
+]
 
 
 def ranking_metrics(mapping: pd.DataFrame, gold: pd.DataFrame, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
@@ -64,3 +72,63 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bi
         if m.any():
             ece += m.mean() * abs(correct[m].mean() - confidence[m].mean())
     return float(ece)
+
+
+def classification_metrics(
+    y: np.ndarray, score: np.ndarray, threshold: float = 0.5
+) -> dict[str, float]:
+    """AUROC, AUPRC (average precision) and F1 of binary predictions.
+
+    Parameters
+    ----------
+    y : ndarray of {0, 1}, shape (n,)
+    score : ndarray of float, shape (n,)
+        Predicted probability of the positive class.
+    threshold : float
+        Decision threshold for F1 (and accuracy).
+
+    Returns
+    -------
+    dict
+        ``auroc``, ``auprc``, ``f1``, ``accuracy``, ``prevalence``, ``n``. AUROC and
+        AUPRC are NaN when ``y`` has one class only.
+    """
+    from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+
+    y = np.asarray(y).astype(int)
+    score = np.asarray(score, dtype=float)
+    pred = (score >= threshold).astype(int)
+    both = len(np.unique(y)) == 2
+    return {
+        "auroc": float(roc_auc_score(y, score)) if both else float("nan"),
+        "auprc": float(average_precision_score(y, score)) if both else float("nan"),
+        "f1": float(f1_score(y, pred, zero_division=0.0)),
+        "accuracy": float(np.mean(pred == y)),
+        "prevalence": float(np.mean(y)),
+        "n": int(len(y)),
+    }
+
+
+def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE, R² and explained variance.
+
+    Parameters
+    ----------
+    y, pred : ndarray of float, shape (n,)
+
+    Returns
+    -------
+    dict
+        ``rmse``, ``mae``, ``r2``, ``explained_variance``, ``n``.
+    """
+    from sklearn.metrics import explained_variance_score, r2_score
+
+    y = np.asarray(y, dtype=float)
+    pred = np.asarray(pred, dtype=float)
+    return {
+        "rmse": float(np.sqrt(np.mean((y - pred) ** 2))),
+        "mae": float(np.mean(np.abs(y - pred))),
+        "r2": float(r2_score(y, pred)),
+        "explained_variance": float(explained_variance_score(y, pred)),
+        "n": int(len(y)),
+    }

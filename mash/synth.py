@@ -49,6 +49,25 @@ state, kept for outcome models), :func:`record_events` (coding) and
 :func:`gold_pairs`. :func:`simulate_latent` reproduces the latent state of
 :func:`simulate` for the same arguments; :func:`simulate` writes the site
 directories.
+
+Outcomes
+--------
+:func:`simulate_outcomes` turns a site's latent state into prediction targets for
+sequence models, with no further randomness. They are defined on the latent
+conditions, not on the site's codes, so they mean the same at both sites. A patient's
+index time :math:`t_p` is the day of visit :math:`\\lfloor (n_p-1)/2 \\rfloor`; the
+history is every record on or before it, the outcome window
+:math:`(t_p, t_p + H]` (:math:`H` = 365 days by default).
+
+- ``onset``: an incident record, in the window, of a condition of the target set
+  :math:`T` (:func:`outcome_targets`: the chronic conditions of the mostly-chronic
+  chapters). Patients with a :math:`T` record in their history are not at risk and
+  are left out of the cohort (missing value).
+- ``burden``: :math:`\\log(1 + \\sum_c s_c)` over the distinct conditions recorded in
+  the window, with severity :math:`s_c = 1 + 2 r_c` (:func:`condition_severity`).
+
+Both depend on the history through :math:`\\theta_p` (the same processes generate
+past and future conditions), the chronic recurrences and the visit rate.
 """
 
 from __future__ import annotations
@@ -59,7 +78,7 @@ import importlib.metadata
 import importlib.resources
 import numbers
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,13 +100,16 @@ __all__ = [
     "SiteProfile",
     "SiteRecords",
     "World",
+    "condition_severity",
     "gold_pairs",
     "icd9_chapter",
     "load_reference_tables",
+    "outcome_targets",
     "record_events",
     "sample_world",
     "simulate",
     "simulate_latent",
+    "simulate_outcomes",
     "simulate_patients",
     "site_profiles",
 ]
@@ -1050,6 +1072,180 @@ def gold_pairs(
     return cond[keep], target[keep]
 
 
+# ------------------------------------------------------------------------ outcomes
+
+OUTCOME_COLUMNS = ("subject_id", "index_time", "onset", "burden")
+_HORIZON_DAYS = 365  # the horizon of the outcomes.csv that simulate writes
+
+
+def _subject_ids(id_prefix: str, n_patients: int) -> np.ndarray:
+    """Subject ids ``id_prefix`` + zero-padded index (at least 6 digits), shape (n_patients,)."""
+    width = max(6, len(str(max(n_patients - 1, 0))))
+    return np.array([f"{id_prefix}{i:0{width}d}" for i in range(n_patients)], dtype=object)
+
+
+def outcome_targets(world: World, chapters: Collection[str] | None = None) -> np.ndarray:
+    """The target set :math:`T` of the ``onset`` outcome: chronic conditions of some chapters.
+
+    Parameters
+    ----------
+    world : World
+    chapters : collection of str, optional
+        Names from :data:`CHAPTER_NAMES`. Default: the mostly-chronic chapters
+        (neoplasms, endocrine, blood, mental, nervous, circulatory, musculoskeletal,
+        congenital), i.e. :math:`T` is "a new chronic disease".
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (C,)
+        ``world.chronic & (chapter in chapters)``; the same for every site.
+
+    Raises
+    ------
+    MashInputError
+        On an unknown chapter name.
+
+    Examples
+    --------
+    >>> world = simulate_latent(n_patients=5, n_conditions=200).world
+    >>> bool(np.all(world.chronic[outcome_targets(world, ["circulatory"])]))
+    True
+    """
+    names = sorted(_CHRONIC) if chapters is None else sorted(set(chapters))
+    unknown = [name for name in names if name not in CHAPTER_NAMES]
+    if unknown:
+        raise MashInputError(
+            f"unknown chapter(s) {', '.join(map(repr, unknown))}; valid: {', '.join(CHAPTER_NAMES)}"
+        )
+    in_chapters = np.isin(np.asarray(CHAPTER_NAMES)[world.chapter], names)
+    return np.asarray(world.chronic, dtype=bool) & in_chapters
+
+
+def condition_severity(world: World) -> np.ndarray:
+    """Per-condition severity of the ``burden`` outcome, :math:`s_c = 1 + 2 r_c`.
+
+    :math:`r_c` is the condition's recurrence probability, so a condition weighs more
+    the longer it persists: chronic conditions (:math:`r_c \\sim \\mathrm{Beta}(4, 2)`)
+    about 2.3 on average, acute ones (:math:`\\mathrm{Beta}(1, 15)`) about 1.1.
+
+    Parameters
+    ----------
+    world : World
+
+    Returns
+    -------
+    numpy.ndarray of float, shape (C,)
+        Values in [1, 3].
+    """
+    return 1.0 + 2.0 * np.asarray(world.recurrence, dtype=np.float64)
+
+
+def simulate_outcomes(
+    world: World,
+    state: PatientState,
+    *,
+    id_prefix: str,
+    horizon_days: int = 365,
+    target_chapters: Collection[str] | None = None,
+) -> pd.DataFrame:
+    """Prediction targets of one site's patients, computed from the latent state.
+
+    Deterministic (no random draws) and defined on the latent conditions, not on the
+    site's codes, so an outcome means the same thing at an ICD-9 and an ICD-10 site.
+
+    For patient :math:`p` with visits :math:`v = 0..n_p-1`, the *index time*
+    :math:`t_p` is the day of visit :math:`\\lfloor (n_p - 1)/2 \\rfloor`; the history
+    is every record on or before :math:`t_p` (visits on the same day included) and the
+    outcome window is :math:`(t_p, t_p + H]`, :math:`H` = ``horizon_days``.
+
+    - ``onset`` (binary): 1 if an incident record of a condition in the target set
+      :math:`T` (:func:`outcome_targets`) falls in the window, else 0. Patients with a
+      :math:`T` record at or before :math:`t_p` are prevalent cases, not at risk: their
+      value is missing (not in the cohort).
+    - ``burden`` (regression, every patient): the disease burden of the next horizon,
+
+      .. math::
+          b_p = \\log\\Big(1 + \\sum_{c \\in D_p} s_c\\Big),
+
+      where :math:`D_p` is the set of distinct conditions recorded in the window
+      (incident or recurrent) and :math:`s_c = 1 + 2 r_c`
+      (:func:`condition_severity`). It counts how much, and how persistent, disease
+      the next year brings; it depends on history through :math:`\\theta_p` (which
+      processes, hence which conditions, a patient draws), through the recurrence of
+      chronic conditions already recorded, and through the frailty-driven visit rate.
+
+    Both outcomes are what the records show: a patient with no visit in the window
+    (follow-up ended) has ``onset`` 0 and ``burden`` 0, as in EHR data.
+
+    Parameters
+    ----------
+    world : World
+    state : PatientState
+        One site's latent state (from :func:`simulate_patients` or
+        :func:`simulate_latent`).
+    id_prefix : str
+        The site's :attr:`SiteProfile.id_prefix`, so ids match its events.
+    horizon_days : int
+        :math:`H`, the window length in days (>= 1).
+    target_chapters : collection of str, optional
+        Chapters of :math:`T` (see :func:`outcome_targets`); default the mostly-chronic
+        chapters.
+
+    Returns
+    -------
+    pandas.DataFrame, shape (state.n_patients, 4)
+        Columns ``subject_id`` (str), ``index_time`` (str ``YYYY-MM-DD``), ``onset``
+        (``Int64``, ``<NA>`` outside the cohort) and ``burden`` (float64), one row per
+        patient in index order.
+
+    Raises
+    ------
+    MashInputError
+        On a bad horizon, an unknown chapter, or a state that does not fit the world.
+
+    Examples
+    --------
+    >>> latent = simulate_latent(n_patients=50, n_conditions=100)
+    >>> out = simulate_outcomes(latent.world, latent.patients["site_A"], id_prefix="A")
+    >>> list(out.columns), len(out)
+    (['subject_id', 'index_time', 'onset', 'burden'], 50)
+    """
+    horizon = _check_int("horizon_days", horizon_days, 1)
+    C, n = world.n_conditions, state.n_patients
+    if len(state.event_condition) and int(state.event_condition.max()) >= C:
+        raise MashInputError(
+            f"state of {state.site} uses condition {int(state.event_condition.max())} but the "
+            f"world has {C}; pass the world the state was simulated from"
+        )
+    target = outcome_targets(world, target_chapters)
+
+    n_visits = np.diff(state.visit_ptr)
+    index_day = state.visit_day[state.visit_ptr[:-1] + (n_visits - 1) // 2]  # (n,)
+    patient, condition = state.event_patient, state.event_condition
+    offset = state.event_day - index_day[patient]
+    history = offset <= 0
+    window = (offset > 0) & (offset <= horizon)
+
+    in_t = target[condition]
+    prevalent = np.bincount(patient[in_t & history], minlength=n) > 0
+    incident = np.bincount(patient[in_t & window & state.event_incident], minlength=n) > 0
+    onset = pd.array(incident.astype(np.int64), dtype="Int64")
+    onset[prevalent] = pd.NA
+
+    pairs = np.unique(patient[window] * C + condition[window])  # distinct (patient, condition)
+    load = np.bincount(pairs // C, weights=condition_severity(world)[pairs % C], minlength=n)
+
+    index_time = np.datetime_as_string(_EPOCH + index_day.astype("timedelta64[D]"), unit="D")
+    return pd.DataFrame(
+        {
+            "subject_id": _subject_ids(id_prefix, n),
+            "index_time": index_time.astype(object),
+            "onset": onset,
+            "burden": np.log1p(load),
+        }
+    )
+
+
 # -------------------------------------------------------------------------- tables
 
 
@@ -1096,8 +1292,7 @@ def _site_frames(
     codes = codes.iloc[np.argsort(rank[used], kind="stable")].reset_index(drop=True)
 
     order = np.lexsort((rank[records.code], records.day, records.subject))
-    width = max(6, len(str(max(n_patients - 1, 0))))
-    ids = np.array([f"{id_prefix}{i:0{width}d}" for i in range(n_patients)], dtype=object)
+    ids = _subject_ids(id_prefix, n_patients)
     days, day_inv = np.unique(records.day[order], return_inverse=True)
     day_str = np.datetime_as_string(_EPOCH + days.astype("timedelta64[D]"), unit="D").astype(object)
     events = pd.DataFrame(
@@ -1170,6 +1365,9 @@ class SimulationResult:
         Rows of each site's events file.
     n_gold : int
         Rows of gold.csv.
+    outcome_paths : dict of str to Path
+        Each site's ``outcomes.csv`` (see :func:`simulate_outcomes`); empty for a
+        result built by older code.
     """
 
     out_dir: Path
@@ -1180,6 +1378,7 @@ class SimulationResult:
     n_codes: dict[str, int]
     n_events: dict[str, int]
     n_gold: int
+    outcome_paths: dict[str, Path] = dataclasses.field(default_factory=dict)
 
 
 def _streams(seed: int) -> dict[str, np.random.Generator]:
@@ -1262,11 +1461,15 @@ def simulate(
 ) -> SimulationResult:
     """Simulate an ICD-9-CM site and an ICD-10-CM site and write them with a gold mapping.
 
-    Writes ``OUT_DIR/site_A/{codes.csv, events.csv|events.parquet}``,
+    Writes ``OUT_DIR/site_A/{codes.csv, events.csv|events.parquet, outcomes.csv}``,
     ``OUT_DIR/site_B/...``, ``OUT_DIR/gold.csv`` (``site, code, reference_site,
     reference_code``: every GEM target at site_B of every site_A code) and
-    ``OUT_DIR/simulation.json`` (version, parameters, row counts, hashes, timings).
-    Every file but the manifest's timings is byte-identical for the same arguments.
+    ``OUT_DIR/simulation.json`` (version, parameters, row counts, hashes, outcome
+    definition and rates, timings). ``outcomes.csv`` (``subject_id, index_time, onset,
+    burden``) holds one row per patient: :func:`simulate_outcomes` with a 365-day
+    horizon and the default target set (call it on :func:`simulate_latent`'s state for
+    other choices). Every file but the manifest's timings is byte-identical for the
+    same arguments.
 
     Parameters
     ----------
@@ -1345,6 +1548,7 @@ def simulate(
     site_dirs = {site: out_dir / site for site in SITES}
     counts: dict[str, int] = {}
     written: dict[str, np.ndarray] = {}
+    outcome_stats: dict[str, dict[str, Any]] = {}
     events_name = f"events.{events_format}"
     with timer("write"):
         for site in bar(SITES, "write sites", quiet=quiet):
@@ -1360,6 +1564,23 @@ def simulate(
                     stale.unlink()
             counts[f"{site}/codes.csv"] = len(codes)
             counts[f"{site}/{events_name}"] = len(events)
+            outcomes = simulate_outcomes(
+                world,
+                latent.patients[site],
+                id_prefix=profiles[site].id_prefix,
+                horizon_days=_HORIZON_DAYS,
+            )
+            write_csv(site_dirs[site] / "outcomes.csv", outcomes)
+            counts[f"{site}/outcomes.csv"] = len(outcomes)
+            in_cohort = outcomes["onset"].notna()
+            outcome_stats[site] = {
+                "cohort": int(in_cohort.sum()),
+                "onset": int(outcomes["onset"].sum()),
+                "onset_rate": (
+                    round(float(outcomes["onset"].mean()), 4) if in_cohort.any() else None
+                ),
+                "burden_mean": round(float(outcomes["burden"].mean()), 4),
+            }
         cond, target = gold_pairs(world, records["site_A"], records["site_B"])
         gold = pd.DataFrame(
             {
@@ -1406,6 +1627,12 @@ def simulate(
             site: {"coding_system": profiles[site].system, "patients": n_patients} for site in SITES
         },
         "files": files,
+        "outcomes": {
+            "horizon_days": _HORIZON_DAYS,
+            "target_chapters": sorted(_CHRONIC),
+            "target_conditions": int(outcome_targets(world).sum()),
+            "sites": outcome_stats,
+        },
         "timings_s": {k: round(v, 3) for k, v in timer.seconds.items()},
         "note": "Only timings_s differs between runs with identical parameters.",
     }
@@ -1420,4 +1647,5 @@ def simulate(
         n_codes={site: counts[f"{site}/codes.csv"] for site in SITES},
         n_events={site: counts[f"{site}/{events_name}"] for site in SITES},
         n_gold=len(gold),
+        outcome_paths={site: site_dirs[site] / "outcomes.csv" for site in SITES},
     )

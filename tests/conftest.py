@@ -32,3 +32,15 @@ def sample_alignment(sample_dir, cache_dir, tmp_path_factory) -> Path:
     )
     assert code == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def sample_hierarchy_file(sample_alignment, tmp_path_factory) -> Path:
+    """A quick ``mash build-hierarchy`` of the sample alignment (ICD-10-CM labels)."""
+    from mash.cli import main
+
+    out = tmp_path_factory.mktemp("hier_session") / "h.graphml"
+    code = main(["build-hierarchy", str(sample_alignment), "--out", str(out), "--labels", "icd10cm",
+                 "--epochs", "10", "--quiet"])
+    assert code == 0
+    return out

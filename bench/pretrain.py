@@ -1,0 +1,205 @@
+"""Pretraining benchmark: does the hierarchy-harmonised multi-site pretraining help?
+
+On simulated sites with outcomes (``mash simulate``: site A ICD-9-CM, site B
+ICD-10-CM, ``outcomes.csv`` with a binary ``onset`` and a continuous ``burden``), in one
+run, on the target site A:
+
+- mash's time-aware Transformer with **no pretraining**, **pretraining on the target
+  site**, **pretraining on target + auxiliary site through the harmonised vocabulary**
+  (codes of one concept share a token) and **pretraining on both sites without
+  harmonisation** (one token per site code), each fine-tuned at 100%, 10% and ≤ 500
+  labelled patients;
+- the baselines (plain Transformer, LSTM, RETAIN, Dipole, T-LSTM, HiTANet), no
+  pretraining, same vocabulary, same harness, at 100% and ≤ 500 labels;
+- the regression target (RMSE, R²) for no pretraining vs harmonised pretraining;
+- throughput (sequences/s) of pretraining and inference.
+
+Each cell is k-fold cross-validation by patient (default 5; each fold 0.7/0.1/0.2),
+reported as mean ± standard deviation over folds. Target-site pretraining only sees
+each patient's visits up to the index time (the prediction time), so no test patient's
+future leaks into the encoder; the auxiliary site's full records are used.
+
+    python bench/pretrain.py                     # the recorded run
+    python bench/pretrain.py --patients 1000 --folds 2 --epochs 3 --pretrain-epochs 1   # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import mash
+from mash.align.result import Alignment
+from mash.hyperbolic.build import build_hierarchy
+from mash.hyperbolic.hierarchy import Hierarchy
+from mash.models.config import FinetuneConfig, ModelConfig, PretrainConfig
+from mash.models.experiment import evaluate
+from mash.models.outcomes import Labelled, attach_outcomes, read_outcomes
+from mash.models.registry import make_encoder
+from mash.models.train import embed_patients, pick_device, pretrain
+from mash.sequences import build_sequences, concat
+from mash.sites import Site
+from mash.vocab import Vocabulary
+
+OUT = Path(__file__).resolve().parent / "out"
+BASELINES = ("transformer", "lstm", "retain", "dipole", "tlstm", "hitanet")
+
+
+def prepare(patients: int, conditions: int, seed: int, quiet: bool) -> tuple[Path, Hierarchy]:
+    """Simulate, align and build the hierarchy once (cached under bench/out/)."""
+    sim = OUT / f"pretrain_{patients}_{conditions}_{seed}"
+    if not (sim / "site_A" / "outcomes.csv").is_file():
+        mash.simulate(sim, n_patients=patients, n_conditions=conditions, seed=seed, quiet=quiet)
+    align_dir = sim / "align"
+    if not (align_dir / "manifest.json").is_file():
+        sites = [Site.load(sim / "site_A"), Site.load(sim / "site_B")]
+        mash.align(sites, reference="site_B", quiet=quiet).save(align_dir)
+    h_path = sim / "hierarchy.graphml"
+    if not h_path.is_file():
+        build_hierarchy(Alignment.load(align_dir), ["icd10cm"], quiet=quiet).save(h_path)
+    return sim, Hierarchy.load(h_path)
+
+
+def labelled(site: Site, vocab: Vocabulary, outcomes: Path, target: str) -> Labelled:
+    return attach_outcomes(build_sequences(site, vocab), read_outcomes(outcomes, target))
+
+
+def target_history(site: Site, vocab: Vocabulary, outcomes: Path):  # noqa: ANN201
+    """Site A's records cut at each patient's index time (for target-site pretraining)."""
+    seqs = build_sequences(site, vocab)
+    table = read_outcomes(outcomes, "onset")
+    pos = {s: i for i, s in enumerate(seqs.subjects)}
+    day = np.full(len(seqs), np.inf)
+    for s, d in zip(table["subject_id"], table["index_day"], strict=True):
+        if s in pos and np.isfinite(d):
+            day[pos[s]] = d
+    cut = seqs.until(day)
+    return cut.subset(cut.nonempty())
+
+
+def fmt(summary: dict, key: str) -> str:
+    s = summary.get(key)
+    return "—" if s is None else f"{s['mean']:.3f} ± {s['std']:.3f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--patients", type=int, default=4000, help="patients per site")
+    ap.add_argument("--conditions", type=int, default=800)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs (early stopping)")
+    ap.add_argument("--patience", type=int, default=3)
+    ap.add_argument("--pretrain-epochs", type=int, default=10)
+    ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--small", type=int, default=500, help="the few-labels setting (labelled patients)")
+    ap.add_argument("--skip-baselines", action="store_true")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    t_start = time.perf_counter()
+    sim, tree = prepare(args.patients, args.conditions, args.seed, args.quiet)
+    site_a, site_b = Site.load(sim / "site_A"), Site.load(sim / "site_B")
+    outcomes = sim / "site_A" / "outcomes.csv"
+    vocab = Vocabulary.from_hierarchy(tree)
+    flat = Vocabulary.from_hierarchy(tree, harmonize=False)
+    model = ModelConfig(dim=args.dim)
+    pre_cfg = PretrainConfig(epochs=args.pretrain_epochs, seed=args.seed)
+    ft_cfg = FinetuneConfig(epochs=args.epochs, patience=args.patience, seed=args.seed)
+    device = str(pick_device(args.device))
+    results: dict = {"cells": [], "throughput": {}}
+
+    def pretrained_state(v: Vocabulary, sites_seqs, name: str) -> dict:
+        torch.manual_seed(args.seed)
+        enc = make_encoder(model, len(v), v.embedding_init())
+        t0 = time.perf_counter()
+        res = pretrain(enc, sites_seqs, model, pre_cfg, device=args.device, quiet=args.quiet)
+        results["throughput"][f"pretrain {name}"] = res.sequences_per_s
+        results.setdefault("pretrain_losses", {})[name] = res.history.to_dict(orient="records")
+        print(f"pretrained {name} on {len(sites_seqs)} records in {time.perf_counter() - t0:.0f} s "
+              f"({res.sequences_per_s:.0f} sequences/s); losses {res.history.iloc[0].total:.3f} → "
+              f"{res.history.iloc[-1].total:.3f}", flush=True)
+        return {k: v.detach().cpu().clone() for k, v in enc.state_dict().items()}
+
+    hist_a = target_history(site_a, vocab, outcomes)
+    states = {
+        "none": (None, vocab),
+        "target": (pretrained_state(vocab, hist_a, "target"), vocab),
+        "target+aux, harmonised": (
+            pretrained_state(vocab, concat([hist_a, build_sequences(site_b, vocab)]), "both_harmonised"), vocab),
+        "target+aux, not harmonised": (
+            pretrained_state(flat, concat([target_history(site_a, flat, outcomes),
+                                           build_sequences(site_b, flat)]), "both_flat"), flat),
+    }
+    data = {id(v): labelled(site_a, v, outcomes, "onset") for v in (vocab, flat)}
+    print(f"site A onset cohort: {len(data[id(vocab)].seqs)} patients, prevalence "
+          f"{data[id(vocab)].labels.mean():.3f}; {data[id(vocab)].stats}", flush=True)
+
+    def cell(name: str, pretraining: str, labels, task: str = "classification", target: str = "onset",
+             arch: str = "time_aware") -> None:
+        state, v = states[pretraining] if arch == "time_aware" else (None, vocab)
+        d = data[id(v)] if target == "onset" else labelled(site_a, v, outcomes, target)
+        m = dataclasses.replace(model, model=arch)
+        t0 = time.perf_counter()
+        res = evaluate(d, task=task, model=m, config=ft_cfg, n_tokens=len(v),
+                       init=v.embedding_init(), pretrained=state,
+                       folds=args.folds, label_size=labels, device=args.device, quiet=True)
+        s = res.summary()
+        row = {"model": name, "pretraining": pretraining, "labels": "100%" if labels is None else
+               (f"{labels:.0%}" if isinstance(labels, float) else f"{labels}"), "task": target,
+               "n_train": int(res.folds["n_train"].mean()), "seconds": time.perf_counter() - t0,
+               "summary": s}
+        results["cells"].append(row)
+        keys = ("auroc", "auprc") if task == "classification" else ("rmse", "r2")
+        print(f"{name:12s} {pretraining:28s} {row['labels']:>5s} {target:6s} n_train {row['n_train']:5d} "
+              + " ".join(f"{k} {fmt(s, k)}" for k in keys) + f"  ({row['seconds']:.0f} s)", flush=True)
+
+    for labels in (None, 0.1, args.small):
+        for pretraining in states:
+            cell("time-aware", pretraining, labels)
+    if not args.skip_baselines:
+        for labels in (None, args.small):
+            for arch in BASELINES:
+                cell(arch, "none", labels, arch=arch)
+    for pretraining in ("none", "target+aux, harmonised"):
+        cell("time-aware", pretraining, None, task="regression", target="burden")
+
+    # inference throughput of the time-aware model
+    enc = make_encoder(model, len(vocab), vocab.embedding_init())
+    idx = np.arange(len(hist_a))
+    t0 = time.perf_counter()
+    embed_patients(enc, hist_a, idx, model, device=args.device)
+    results["throughput"]["inference"] = len(idx) / (time.perf_counter() - t0)
+    results["meta"] = {
+        "command": " ".join(sys.argv), "date": dt.date.today().isoformat(), "device": device,
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "args": vars(args), "total_s": time.perf_counter() - t_start,
+    }
+    OUT.mkdir(exist_ok=True)
+    (OUT / "pretrain.json").write_text(json.dumps(results, indent=1, default=float))
+
+    print("\n| model | pretraining | labels | AUROC | AUPRC |\n|---|---|---|---|---|")
+    for r in results["cells"]:
+        if r["task"] == "onset":
+            print(f"| {r['model']} | {r['pretraining']} | {r['labels']} | {fmt(r['summary'], 'auroc')} | "
+                  f"{fmt(r['summary'], 'auprc')} |")
+    print("\n| model | pretraining | RMSE | R² |\n|---|---|---|---|")
+    for r in results["cells"]:
+        if r["task"] == "burden":
+            print(f"| {r['model']} | {r['pretraining']} | {fmt(r['summary'], 'rmse')} | {fmt(r['summary'], 'r2')} |")
+    print("\nthroughput (sequences/s): " + ", ".join(f"{k} {v:.0f}" for k, v in results["throughput"].items()))
+    print(f"total {results['meta']['total_s']:.0f} s on {device}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""Outcome tables: read ``outcomes.csv`` and attach labels to visit sequences.
+
+``outcomes.csv`` has one row per patient: ``subject_id``, an optional ``index_time``
+(the prediction time: only visits on or before that day are model input) and one or
+more label columns. An empty label means "not in this outcome's cohort". Every row
+that cannot be used is counted, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mash.errors import MashInputError
+from mash.sequences import Sequences
+
+__all__ = ["Labelled", "attach_outcomes", "infer_task", "read_outcomes"]
+
+
+def read_outcomes(path: str | Path, target: str) -> pd.DataFrame:
+    """Read ``subject_id``, ``index_time`` (optional) and the ``target`` column.
+
+    Parameters
+    ----------
+    path : str or Path
+    target : str
+        The label column.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``subject_id`` (str), ``index_day`` (float days since 1970-01-01, NaN
+        when absent), ``label`` (float, NaN = not in the cohort), ``row`` (1-based).
+
+    Raises
+    ------
+    MashInputError
+        Missing file or columns, a duplicate subject, a date or a label that does not
+        parse (the error names the row and column).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MashInputError("outcomes file not found", file=path)
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise MashInputError(f"not a readable CSV ({type(exc).__name__})", file=path) from None
+    raw.columns = [c.strip() for c in raw.columns]
+    if "subject_id" not in raw.columns and "patient_id" in raw.columns:
+        raw = raw.rename(columns={"patient_id": "subject_id"})
+    for col in ("subject_id", target):
+        if col not in raw.columns:
+            labels = [c for c in raw.columns if c not in ("subject_id", "index_time")]
+            raise MashInputError(
+                f"missing column {col!r}; label columns found: {', '.join(labels) or 'none'}",
+                file=path,
+            )
+    subject = raw["subject_id"].str.strip()
+    if (subject == "").any():
+        row = int(np.flatnonzero(subject == "")[0]) + 1
+        raise MashInputError("empty subject_id", file=path, row=row, column="subject_id")
+    dup = subject.duplicated()
+    if dup.any():
+        row = int(np.flatnonzero(dup)[0]) + 1
+        raise MashInputError(
+            f"subject {subject[dup].iloc[0]!r} appears twice", file=path, row=row, column="subject_id"
+        )
+    text = raw[target].str.strip()
+    label = pd.to_numeric(text.where(text != ""), errors="coerce")
+    bad = label.isna() & (text != "")
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0]) + 1
+        raise MashInputError(
+            f"not a number: {text[bad].iloc[0]!r}", file=path, row=row, column=target
+        )
+    index_day = np.full(len(raw), np.nan)
+    if "index_time" in raw.columns:
+        t = raw["index_time"].str.strip()
+        parsed = pd.to_datetime(t.where(t != ""), errors="coerce", format="mixed")
+        bad = parsed.isna() & (t != "")
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0]) + 1
+            raise MashInputError(
+                f"not a date: {t[bad].iloc[0]!r}", file=path, row=row, column="index_time"
+            )
+        ns = parsed.to_numpy("datetime64[ns]").astype("int64").astype(float)
+        index_day = np.where(parsed.isna(), np.nan, ns / 86_400e9)
+    return pd.DataFrame(
+        {"subject_id": subject, "index_day": index_day, "label": label.to_numpy(float),
+         "row": np.arange(1, len(raw) + 1)}
+    )
+
+
+def infer_task(labels: np.ndarray) -> str:
+    """``classification`` when every label is 0 or 1, else ``regression``."""
+    values = np.unique(labels[~np.isnan(labels)])
+    return "classification" if set(values.tolist()) <= {0.0, 1.0} else "regression"
+
+
+@dataclass
+class Labelled:
+    """Sequences cut at each patient's index time, with their labels.
+
+    Attributes
+    ----------
+    seqs : Sequences
+        Only patients with a label and at least one visit at or before the index time.
+    labels : ndarray of float, shape (len(seqs),)
+    stats : dict
+        ``outcome_rows``, ``not_in_cohort`` (empty label), ``unknown_subject`` (no
+        events at the site), ``no_history`` (no visit at or before ``index_time``),
+        ``used``, and ``patients_without_outcome``.
+    """
+
+    seqs: Sequences
+    labels: np.ndarray
+    stats: dict = field(default_factory=dict)
+
+
+def attach_outcomes(seqs: Sequences, outcomes: pd.DataFrame) -> Labelled:
+    """Match outcome rows to patients, cut histories at the index time, count losses.
+
+    Parameters
+    ----------
+    seqs : Sequences
+    outcomes : DataFrame
+        As returned by :func:`read_outcomes`.
+
+    Returns
+    -------
+    Labelled
+    """
+    pos = pd.Index(seqs.subjects).get_indexer(outcomes["subject_id"])
+    in_cohort = ~np.isnan(outcomes["label"].to_numpy())
+    known = pos >= 0
+    keep = in_cohort & known
+    rows = outcomes[keep]
+    idx = pos[keep]
+    cut = seqs.subset(idx)
+    day = rows["index_day"].to_numpy()
+    if not np.isnan(day).all():
+        cut = cut.until(np.where(np.isnan(day), np.inf, day))
+    has = np.asarray(cut.n_visits()) > 0
+    labels = rows["label"].to_numpy(float)[has]
+    stats = {
+        "outcome_rows": int(len(outcomes)),
+        "not_in_cohort": int((~in_cohort).sum()),
+        "unknown_subject": int((in_cohort & ~known).sum()),
+        "no_history": int((~has).sum()),
+        "used": int(has.sum()),
+        "patients_without_outcome": int(len(seqs) - len(np.unique(pos[known]))),
+    }
+    return Labelled(cut.subset(np.flatnonzero(has)), labels, stats)
