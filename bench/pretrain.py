@@ -101,6 +101,7 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=3)
     ap.add_argument("--pretrain-epochs", type=int, default=10)
     ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--time-init", type=float, default=0.0, help="initial w_h of the time-aware heads")
     ap.add_argument("--small", type=int, default=500, help="the few-labels setting (labelled patients)")
     ap.add_argument("--skip-baselines", action="store_true")
     ap.add_argument("--device", default="auto")
@@ -113,7 +114,7 @@ def main() -> None:
     outcomes = sim / "site_A" / "outcomes.csv"
     vocab = Vocabulary.from_hierarchy(tree)
     flat = Vocabulary.from_hierarchy(tree, harmonize=False)
-    model = ModelConfig(dim=args.dim)
+    model = ModelConfig(dim=args.dim, time_init=args.time_init)
     pre_cfg = PretrainConfig(epochs=args.pretrain_epochs, seed=args.seed)
     ft_cfg = FinetuneConfig(epochs=args.epochs, patience=args.patience, seed=args.seed)
     device = str(pick_device(args.device))
@@ -158,7 +159,7 @@ def main() -> None:
         row = {"model": name, "pretraining": pretraining, "labels": "100%" if labels is None else
                (f"{labels:.0%}" if isinstance(labels, float) else f"{labels}"), "task": target,
                "n_train": int(res.folds["n_train"].mean()), "seconds": time.perf_counter() - t0,
-               "summary": s}
+               "summary": s, "folds": res.folds.to_dict(orient="records")}
         results["cells"].append(row)
         keys = ("auroc", "auprc") if task == "classification" else ("rmse", "r2")
         print(f"{name:12s} {pretraining:28s} {row['labels']:>5s} {target:6s} n_train {row['n_train']:5d} "
@@ -186,13 +187,35 @@ def main() -> None:
         "args": vars(args), "total_s": time.perf_counter() - t_start,
     }
     OUT.mkdir(exist_ok=True)
-    (OUT / "pretrain.json").write_text(json.dumps(results, indent=1, default=float))
+    (OUT / f"pretrain_w{args.time_init:g}.json").write_text(json.dumps(results, indent=1, default=float))
 
     print("\n| model | pretraining | labels | AUROC | AUPRC |\n|---|---|---|---|---|")
     for r in results["cells"]:
         if r["task"] == "onset":
             print(f"| {r['model']} | {r['pretraining']} | {r['labels']} | {fmt(r['summary'], 'auroc')} | "
                   f"{fmt(r['summary'], 'auprc')} |")
+    print("\npaired differences on the same folds (AUROC points, mean ± std over folds):")
+    print("| comparison | labels | Δ AUROC |\n|---|---|---|")
+    onset = [r for r in results["cells"] if r["task"] == "onset"]
+
+    def find(model: str, pretraining: str, labels: str):  # noqa: ANN202
+        return next((r for r in onset if (r["model"], r["pretraining"], r["labels"]) == (model, pretraining, labels)), None)
+
+    pairs = [(("time-aware", p), ("time-aware", "none")) for p in list(states)[1:]]
+    pairs += [(("time-aware", "target+aux, harmonised"), ("time-aware", "target")),
+              (("time-aware", "target+aux, harmonised"), ("time-aware", "target+aux, not harmonised")),
+              (("time-aware", "none"), ("transformer", "none"))]
+    results["paired"] = []
+    for labels in ("100%", "10%", str(args.small)):
+        for a, b in pairs:
+            ra, rb = find(*a, labels), find(*b, labels)
+            if ra is None or rb is None:
+                continue
+            d = 100 * (np.array([f["auroc"] for f in ra["folds"]]) - np.array([f["auroc"] for f in rb["folds"]]))
+            results["paired"].append({"a": a, "b": b, "labels": labels, "mean": float(d.mean()), "std": float(d.std(ddof=1))})
+            print(f"| {a[0]} {a[1]} − {b[0]} {b[1]} | {labels} | {d.mean():+.1f} ± {d.std(ddof=1):.1f} |")
+    (OUT / f"pretrain_w{args.time_init:g}.json").write_text(json.dumps(results, indent=1, default=float))
+
     print("\n| model | pretraining | RMSE | R² |\n|---|---|---|---|")
     for r in results["cells"]:
         if r["task"] == "burden":

@@ -68,7 +68,7 @@ def test_padding_never_changes_outputs(cls):
 
 def test_attention_weights_are_zero_on_padding_and_time_term_matters():
     torch.manual_seed(0)
-    model = TimeAwareTransformer(N_TOKENS, 16, heads=2, dropout=0.0).eval()
+    model = TimeAwareTransformer(N_TOKENS, 16, heads=2, dropout=0.0, time_init=0.5).eval()
     batch = toy_batch()
     model.encode_visits(batch, keep_weights=True)
     w = model.blocks[0].attn.last_weights  # (B, H, 1+V, 1+V)
@@ -81,6 +81,9 @@ def test_attention_weights_are_zero_on_padding_and_time_term_matters():
     plain = TransformerEncoder(N_TOKENS, 16, heads=2, dropout=0.0).eval()
     assert torch.allclose(plain(batch), plain(stretched), atol=1e-6)
     assert model.time_weights().shape == (2, 2)
+    # the default starts as the plain Transformer (w_h = 0) and learns w_h
+    start = TimeAwareTransformer(N_TOKENS, 16, heads=2)
+    assert np.all(start.time_weights() == 0) and start.blocks[0].attn.time_weight.requires_grad
 
 
 def test_single_visit_patients_and_init_table():

@@ -27,6 +27,8 @@ class ModelConfig:
         Codes kept per visit.
     init : bool
         Start the code table from the hierarchy (``Vocabulary.embedding_init``).
+    time_init : float
+        Initial time-interval weight of every attention head (``time_aware`` only).
     """
 
     model: str = "time_aware"
@@ -37,6 +39,7 @@ class ModelConfig:
     max_visits: int = 64
     max_codes: int = 32
     init: bool = True
+    time_init: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ def make_encoder(
     kwargs: dict = {"init": init if config.init else None, "dropout": config.dropout}
     if config.model in ("time_aware", "transformer"):
         kwargs.update(layers=config.layers, heads=config.heads, max_visits=config.max_visits)
+    if config.model == "time_aware":
+        kwargs["time_init"] = config.time_init
     return classes[config.model](n_tokens, config.dim, **kwargs)
 
 

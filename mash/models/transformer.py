@@ -7,9 +7,9 @@ logits (the seed's form, also RAPT's "time-aware attention", Ren et al. KDD 2021
     A^{(h)}_{ij} = \\mathrm{softmax}_j\\Big(\\frac{q^{(h)}_i \\cdot k^{(h)}_j}{\\sqrt{d_h}}
     - w_h\\,\\frac{|t_i - t_j|}{\\tau}\\Big),
 
-with one learnable :math:`w_h` per head and layer (initialised at 0.5, free in sign)
-and :math:`\\tau = 365` days, so a head can focus on nearby visits (:math:`w_h > 0`) or
-look across years (:math:`w_h \\to 0`). With ``time_aware=False`` the term is absent
+with one learnable :math:`w_h` per head and layer (free in sign; initialised at
+``time_init``, 0 by default, so training starts from the plain Transformer and learns
+how much each head should favour nearby visits) and :math:`\\tau = 365` days. With ``time_aware=False`` the term is absent
 and the model is the plain Transformer baseline (learned positions only).
 
 A ``[CLS]`` slot at the prediction time (the last visit's time) is prepended; its
@@ -67,7 +67,9 @@ class TimeAwareAttention(nn.Module):
     ``forward(x (B, L, dim), times (B, L), key_mask (B, L) bool)`` → (B, L, dim).
     """
 
-    def __init__(self, dim: int, heads: int, dropout: float, time_aware: bool) -> None:
+    def __init__(
+        self, dim: int, heads: int, dropout: float, time_aware: bool, time_init: float = 0.0
+    ) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim={dim} must be divisible by heads={heads}")
@@ -75,7 +77,7 @@ class TimeAwareAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
         self.time_aware = time_aware
-        self.time_weight = nn.Parameter(torch.full((heads,), 0.5)) if time_aware else None
+        self.time_weight = nn.Parameter(torch.full((heads,), float(time_init))) if time_aware else None
         self.last_weights: torch.Tensor | None = None  # (B, H, L, L) when keep_weights
 
     def forward(
@@ -104,10 +106,12 @@ class TimeAwareAttention(nn.Module):
 
 
 class _Block(nn.Module):
-    def __init__(self, dim: int, heads: int, dropout: float, time_aware: bool) -> None:
+    def __init__(
+        self, dim: int, heads: int, dropout: float, time_aware: bool, time_init: float = 0.0
+    ) -> None:
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.attn = TimeAwareAttention(dim, heads, dropout, time_aware)
+        self.attn = TimeAwareAttention(dim, heads, dropout, time_aware, time_init)
         self.ffn = nn.Sequential(
             nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * dim, dim)
         )
@@ -137,6 +141,8 @@ class TimeAwareTransformer(SequenceEncoder):
         Size of the learned position table (longer inputs raise).
     time_aware : bool
         False gives the plain Transformer baseline.
+    time_init : float
+        Initial :math:`w_h` (per year of interval) of every head.
 
     Shapes
     ------
@@ -154,13 +160,14 @@ class TimeAwareTransformer(SequenceEncoder):
         heads: int = 4,
         max_visits: int = 512,
         time_aware: bool = True,
+        time_init: float = 0.0,
     ) -> None:
         super().__init__(n_tokens, dim, init=init, dropout=dropout)
         self.cls = nn.Parameter(torch.randn(dim) * 0.02)
         self.position = nn.Embedding(max_visits + 1, dim)
         nn.init.normal_(self.position.weight, std=0.02)
         self.blocks = nn.ModuleList(
-            _Block(dim, heads, dropout, time_aware) for _ in range(layers)
+            _Block(dim, heads, dropout, time_aware, time_init) for _ in range(layers)
         )
         self.norm = nn.LayerNorm(dim)
         self.max_visits = max_visits
