@@ -102,6 +102,7 @@ def main() -> None:
     ap.add_argument("--pretrain-epochs", type=int, default=10)
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--time-init", type=float, default=0.0, help="initial w_h of the time-aware heads")
+    ap.add_argument("--no-time-embedding", action="store_true", help="time-aware model without the time embedding")
     ap.add_argument("--small", type=int, default=500, help="the few-labels setting (labelled patients)")
     ap.add_argument("--skip-baselines", action="store_true")
     ap.add_argument("--device", default="auto")
@@ -114,7 +115,7 @@ def main() -> None:
     outcomes = sim / "site_A" / "outcomes.csv"
     vocab = Vocabulary.from_hierarchy(tree)
     flat = Vocabulary.from_hierarchy(tree, harmonize=False)
-    model = ModelConfig(dim=args.dim, time_init=args.time_init)
+    model = ModelConfig(dim=args.dim, time_init=args.time_init, time_embedding=not args.no_time_embedding)
     pre_cfg = PretrainConfig(epochs=args.pretrain_epochs, seed=args.seed)
     ft_cfg = FinetuneConfig(epochs=args.epochs, patience=args.patience, seed=args.seed)
     device = str(pick_device(args.device))
@@ -187,7 +188,7 @@ def main() -> None:
         "args": vars(args), "total_s": time.perf_counter() - t_start,
     }
     OUT.mkdir(exist_ok=True)
-    (OUT / f"pretrain_w{args.time_init:g}.json").write_text(json.dumps(results, indent=1, default=float))
+    (OUT / f"pretrain_w{args.time_init:g}{'_notemb' if args.no_time_embedding else ''}.json").write_text(json.dumps(results, indent=1, default=float))
 
     print("\n| model | pretraining | labels | AUROC | AUPRC |\n|---|---|---|---|---|")
     for r in results["cells"]:
@@ -214,7 +215,7 @@ def main() -> None:
             d = 100 * (np.array([f["auroc"] for f in ra["folds"]]) - np.array([f["auroc"] for f in rb["folds"]]))
             results["paired"].append({"a": a, "b": b, "labels": labels, "mean": float(d.mean()), "std": float(d.std(ddof=1))})
             print(f"| {a[0]} {a[1]} − {b[0]} {b[1]} | {labels} | {d.mean():+.1f} ± {d.std(ddof=1):.1f} |")
-    (OUT / f"pretrain_w{args.time_init:g}.json").write_text(json.dumps(results, indent=1, default=float))
+    (OUT / f"pretrain_w{args.time_init:g}{'_notemb' if args.no_time_embedding else ''}.json").write_text(json.dumps(results, indent=1, default=float))
 
     print("\n| model | pretraining | RMSE | R² |\n|---|---|---|---|")
     for r in results["cells"]:

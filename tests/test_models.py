@@ -81,7 +81,10 @@ def test_attention_weights_are_zero_on_padding_and_time_term_matters():
     plain = TransformerEncoder(N_TOKENS, 16, heads=2, dropout=0.0).eval()
     assert torch.allclose(plain(batch), plain(stretched), atol=1e-6)
     assert model.time_weights().shape == (2, 2)
-    # the default starts as the plain Transformer (w_h = 0) and learns w_h
+    # the time embedding alone also makes outputs depend on the intervals
+    emb = TimeAwareTransformer(N_TOKENS, 16, heads=2, dropout=0.0, time_embedding=True).eval()
+    assert not torch.allclose(emb(batch), emb(stretched), atol=1e-4)
+    # the default heads start as the plain Transformer's (w_h = 0) and learn w_h
     start = TimeAwareTransformer(N_TOKENS, 16, heads=2)
     assert np.all(start.time_weights() == 0) and start.blocks[0].attn.time_weight.requires_grad
 

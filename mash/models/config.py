@@ -29,6 +29,9 @@ class ModelConfig:
         Start the code table from the hierarchy (``Vocabulary.embedding_init``).
     time_init : float
         Initial time-interval weight of every attention head (``time_aware`` only).
+    time_embedding : bool
+        Add an embedding of each visit's log time before the prediction point to its
+        vector (``time_aware`` only).
     """
 
     model: str = "time_aware"
@@ -40,6 +43,7 @@ class ModelConfig:
     max_codes: int = 32
     init: bool = True
     time_init: float = 0.0
+    time_embedding: bool = True
 
 
 @dataclass(frozen=True)

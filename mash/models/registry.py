@@ -46,7 +46,7 @@ def make_encoder(
     if config.model in ("time_aware", "transformer"):
         kwargs.update(layers=config.layers, heads=config.heads, max_visits=config.max_visits)
     if config.model == "time_aware":
-        kwargs["time_init"] = config.time_init
+        kwargs.update(time_init=config.time_init, time_embedding=config.time_embedding)
     return classes[config.model](n_tokens, config.dim, **kwargs)
 
 

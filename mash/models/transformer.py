@@ -9,7 +9,10 @@ logits (the seed's form, also RAPT's "time-aware attention", Ren et al. KDD 2021
 
 with one learnable :math:`w_h` per head and layer (free in sign; initialised at
 ``time_init``, 0 by default, so training starts from the plain Transformer and learns
-how much each head should favour nearby visits) and :math:`\\tau = 365` days. With ``time_aware=False`` the term is absent
+how much each head should favour nearby visits) and :math:`\\tau = 365` days.
+With ``time_embedding`` each visit vector also gets an embedding (a small MLP) of
+:math:`\\log(1 + \\text{days from the visit to the prediction time})`; mash's default
+model (:class:`mash.models.ModelConfig`) uses both. With ``time_aware=False`` the term is absent
 and the model is the plain Transformer baseline (learned positions only).
 
 A ``[CLS]`` slot at the prediction time (the last visit's time) is prepended; its
@@ -143,6 +146,9 @@ class TimeAwareTransformer(SequenceEncoder):
         False gives the plain Transformer baseline.
     time_init : float
         Initial :math:`w_h` (per year of interval) of every head.
+    time_embedding : bool
+        Also add an embedding of each visit's :math:`\\log(1 + \\text{days before the
+        prediction time})` to its visit vector.
 
     Shapes
     ------
@@ -161,8 +167,13 @@ class TimeAwareTransformer(SequenceEncoder):
         max_visits: int = 512,
         time_aware: bool = True,
         time_init: float = 0.0,
+        time_embedding: bool = False,
     ) -> None:
         super().__init__(n_tokens, dim, init=init, dropout=dropout)
+        # optional: each visit's log time to the prediction point, embedded and added
+        self.time_embed = (
+            nn.Sequential(nn.Linear(1, dim), nn.Tanh(), nn.Linear(dim, dim)) if time_embedding else None
+        )
         self.cls = nn.Parameter(torch.randn(dim) * 0.02)
         self.position = nn.Embedding(max_visits + 1, dim)
         nn.init.normal_(self.position.weight, std=0.02)
@@ -184,10 +195,13 @@ class TimeAwareTransformer(SequenceEncoder):
         if v > self.max_visits:
             raise ValueError(f"{v} visits exceed the model's max_visits={self.max_visits}")
         x = self.embed(batch.codes) if visits is None else visits
-        x = torch.cat((self.cls.expand(b, 1, -1), x), dim=1)
-        x = x + self.position(torch.arange(v + 1, device=x.device))[None]
         last = (batch.lengths - 1).clamp_min(0)
         now = batch.times.gather(1, last[:, None])  # prediction time = last visit
+        if self.time_embed is not None:
+            before = torch.log1p((now - batch.times).clamp_min(0.0))[..., None]  # (B, V, 1)
+            x = x + self.time_embed(before) * batch.mask[..., None]
+        x = torch.cat((self.cls.expand(b, 1, -1), x), dim=1)
+        x = x + self.position(torch.arange(v + 1, device=x.device))[None]
         times = torch.cat((now, batch.times), dim=1)
         mask = torch.cat((torch.ones_like(batch.mask[:, :1]), batch.mask), dim=1)
         for block in self.blocks:
