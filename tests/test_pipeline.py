@@ -141,3 +141,16 @@ def test_attach_outcomes_counts_every_loss(sample_hierarchy_file, tmp_path):
                           "used": 1, "patients_without_outcome": 0}
     assert list(data.seqs.subjects) == ["p1"] and data.labels.tolist() == [1.0]
     assert data.seqs.n_visits().tolist() == [1]  # the June visit is after the index time
+
+
+def test_finetune_hierarchy_must_match_checkpoint(capsys, checkpoint, sample_dir, sample_hierarchy_file, tmp_path):
+    import networkx as nx
+
+    graph = nx.read_graphml(sample_hierarchy_file)
+    leaf = next(n for n, d in graph.nodes(data=True) if d.get("kind") == "code")
+    graph.remove_node(leaf)
+    other = tmp_path / "other.graphml"
+    nx.write_graphml(graph, other)
+    err = _err(capsys, ["finetune", str(sample_dir / "site_A"), "--checkpoint", str(checkpoint),
+                        "--hierarchy", str(other), "--target", "onset", "--out", str(tmp_path / "o")])
+    assert "does not match the checkpoint" in err and "other.graphml" in err

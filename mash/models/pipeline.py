@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -211,7 +212,7 @@ def finetune_site(
     dict
         The manifest (with the metric summary and outcome counts).
     """
-    from mash.models.checkpoint import check_vocabulary, save_checkpoint, save_head
+    from mash.models.checkpoint import save_checkpoint, save_head, vocab_fingerprint
     from mash.models.experiment import evaluate
     from mash.models.outcomes import attach_outcomes, infer_task, read_outcomes
     from mash.models.train import embed_patients, pick_device
@@ -223,20 +224,27 @@ def finetune_site(
     pretrained = None
     inputs: dict[str, Any] = {}
     if checkpoint is not None:
-        import torch
-
         from mash.models.checkpoint import load_checkpoint
 
         encoder, model, vocab, pre_manifest = load_checkpoint(checkpoint)
         pretrained = encoder.state_dict()
         inputs["checkpoint"] = {"path": str(checkpoint), "sha256": sha256_file(Path(checkpoint) / "model.pt")}
-        if hierarchy is not None:
+        if hierarchy is not None:  # must give the vocabulary the weights were trained on
             tree, _ = _load_hierarchy(hierarchy)
             params = pre_manifest.get("parameters", {})
             other = Vocabulary.from_hierarchy(tree, harmonize=params.get("harmonize", True))
-            payload = torch.load(Path(checkpoint) / "model.pt", map_location="cpu", weights_only=True)
-            if params.get("min_count", 1) == 1:
-                check_vocabulary(payload, other, hierarchy)
+            if params.get("min_count", 1) != 1:
+                warnings.warn(
+                    "--hierarchy not compared with the checkpoint: it was pretrained with "
+                    "--min-count > 1, whose vocabulary depends on the pretraining sites' counts",
+                    stacklevel=2,
+                )
+            elif vocab_fingerprint(other) != vocab_fingerprint(vocab):
+                raise MashInputError(
+                    f"vocabulary does not match the checkpoint: {len(other)} tokens from this "
+                    f"hierarchy, {len(vocab)} in the checkpoint",
+                    file=hierarchy,
+                )
     else:
         tree, tree_sha = _load_hierarchy(hierarchy)
         model = model or ModelConfig()

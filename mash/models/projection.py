@@ -11,7 +11,7 @@ from mash._io import atomic_path
 __all__ = ["plot_projection", "project_2d", "silhouettes"]
 
 
-def project_2d(x: np.ndarray, seed: int = 0) -> np.ndarray:
+def project_2d(x: np.ndarray) -> np.ndarray:
     """PCA to two dimensions (deterministic up to sign; signs fixed by the largest loading).
 
     Parameters
