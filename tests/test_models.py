@@ -130,12 +130,13 @@ def test_alter_records_replaces_half_the_visits_of_half_the_records():
     assert not (changed & ~batch.mask).any()
 
 
-@pytest.mark.parametrize("name", ["contrastive", "masked_visit", "reasonable"])
+@pytest.mark.parametrize("name", ["contrastive", "masked_visit", "reasonable", "masked_code"])
 def test_each_pretraining_loss_decreases(name):
     torch.manual_seed(0)
-    weights = {"contrastive": (1.0, 0.0, 0.0), "masked_visit": (0.0, 1.0, 0.0), "reasonable": (0.0, 0.0, 1.0)}
+    weights = {"contrastive": (1.0, 0.0, 0.0), "masked_visit": (0.0, 1.0, 0.0), "reasonable": (0.0, 0.0, 1.0),
+               "masked_code": (0.0, 0.0, 0.0)}
     encoder = TimeAwareTransformer(N_TOKENS, 32, heads=2, dropout=0.0)
-    task = Pretrainer(encoder, N_TOKENS, weights=weights[name])
+    task = Pretrainer(encoder, N_TOKENS, weights=weights[name], code_weight=float(name == "masked_code"))
     opt = torch.optim.Adam(task.parameters(), lr=3e-3)
     batch = toy_batch(b=64, v=6, seed=3)
 

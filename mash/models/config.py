@@ -48,7 +48,10 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """Pretraining: the three tasks' shares and weights, the optimiser."""
+    """Pretraining: the three tasks' shares and weights, the optimiser.
+
+    ``code_weight`` > 0 adds a fourth task (masked-code prediction; off by default).
+    """
 
     epochs: int = 10
     batch_size: int = 64
@@ -59,6 +62,7 @@ class PretrainConfig:
     alter_share_records: float = 0.5
     alter_share_visits: float = 0.5
     weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    code_weight: float = 0.0
     seed: int = 0
 
 

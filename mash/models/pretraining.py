@@ -193,16 +193,18 @@ class PretrainLosses:
     masked_visit: torch.Tensor
     reasonable: torch.Tensor
     reasonable_accuracy: float
+    masked_code: torch.Tensor | None = None
 
     def as_floats(self) -> dict[str, float]:
         """Losses as plain floats, for logging."""
+        extra = {} if self.masked_code is None else {"masked_code": self.masked_code.item()}
         return {
             "total": self.total.item(),
             "contrastive": self.contrastive.item(),
             "masked_visit": self.masked_visit.item(),
             "reasonable": self.reasonable.item(),
             "reasonable_accuracy": self.reasonable_accuracy,
-        }
+        } | extra
 
 
 class Pretrainer(nn.Module):
@@ -218,6 +220,9 @@ class Pretrainer(nn.Module):
         Weights of the contrastive, masked-visit and reasonable-record losses.
     margin : float
         Contrastive margin on the unit sphere.
+    code_weight : float
+        Weight of an optional fourth loss (off by default): predicting each masked
+        visit's codes (multi-label cross-entropy over the vocabulary) from its state.
     """
 
     def __init__(
@@ -231,9 +236,12 @@ class Pretrainer(nn.Module):
         alter_share_visits: float = 0.5,
         weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
         margin: float = 1.0,
+        code_weight: float = 0.0,
     ) -> None:
         super().__init__()
         d = encoder.dim
+        self.code_weight = code_weight
+        self.predict_codes = nn.Linear(d, n_tokens) if code_weight > 0 else None
         self.encoder = encoder
         self.n_tokens = n_tokens
         self.mask_vector = nn.Parameter(torch.randn(d) * 0.02)
@@ -255,6 +263,12 @@ class Pretrainer(nn.Module):
             mvp = F.mse_loss(self.predict_visit(states[masked]), visits[masked].detach())
         else:
             mvp = states.sum() * 0.0
+        mcp = states.sum() * 0.0
+        if self.predict_codes is not None and masked.any():
+            target = torch.zeros(int(masked.sum()), self.n_tokens, device=states.device)
+            target.scatter_(1, batch.codes[masked], 1.0)
+            target[:, 0] = 0.0
+            mcp = F.binary_cross_entropy_with_logits(self.predict_codes(states[masked]), target)
         pos, neg = similar_record_pairs(bag_of_codes(batch.codes, self.n_tokens), self.pair_share)
         con = contrastive_loss(self.project(patient), pos, neg, self.margin)
         # 3: reasonable-record check
@@ -265,5 +279,5 @@ class Pretrainer(nn.Module):
         rrc = F.cross_entropy(logits, labels)
         acc = float((logits.argmax(dim=1) == labels).float().mean())
         w = self.weights
-        total = w[0] * con + w[1] * mvp + w[2] * rrc
-        return PretrainLosses(total, con, mvp, rrc, acc)
+        total = w[0] * con + w[1] * mvp + w[2] * rrc + self.code_weight * mcp
+        return PretrainLosses(total, con, mvp, rrc, acc, mcp if self.predict_codes is not None else None)

@@ -133,6 +133,7 @@ def pretrain(
         alter_share_records=config.alter_share_records,
         alter_share_visits=config.alter_share_visits,
         weights=config.weights,
+        code_weight=config.code_weight,
     ).to(dev)
     opt = torch.optim.AdamW(task.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(config.seed)
