@@ -105,6 +105,7 @@ def main() -> None:
     ap.add_argument("--no-time-embedding", action="store_true", help="time-aware model without the time embedding")
     ap.add_argument("--small", type=int, default=500, help="the few-labels setting (labelled patients)")
     ap.add_argument("--skip-baselines", action="store_true")
+    ap.add_argument("--skip-regression", action="store_true")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
@@ -173,7 +174,7 @@ def main() -> None:
         for labels in (None, args.small):
             for arch in BASELINES:
                 cell(arch, "none", labels, arch=arch)
-    for pretraining in ("none", "target+aux, harmonised"):
+    for pretraining in () if args.skip_regression else ("none", "target+aux, harmonised"):
         cell("time-aware", pretraining, None, task="regression", target="burden")
 
     # inference throughput of the time-aware model
