@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 import mash
@@ -77,11 +78,10 @@ def target_history(site: Site, vocab: Vocabulary, outcomes: Path):  # noqa: ANN2
     """Site A's records cut at each patient's index time (for target-site pretraining)."""
     seqs = build_sequences(site, vocab)
     table = read_outcomes(outcomes, "onset")
-    pos = {s: i for i, s in enumerate(seqs.subjects)}
+    pos = pd.Index(seqs.subjects).get_indexer(table["subject_id"])
     day = np.full(len(seqs), np.inf)
-    for s, d in zip(table["subject_id"], table["index_day"], strict=True):
-        if s in pos and np.isfinite(d):
-            day[pos[s]] = d
+    ok = (pos >= 0) & np.isfinite(table["index_day"].to_numpy())
+    day[pos[ok]] = table["index_day"].to_numpy()[ok]
     cut = seqs.until(day)
     return cut.subset(cut.nonempty())
 

@@ -261,11 +261,10 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     _say(args.quiet, f"{oc['used']} patients used of {oc['outcome_rows']} outcome rows: {oc['not_in_cohort']} "
          f"not in the cohort (empty {args.target}), {oc['unknown_subject']} without events, "
          f"{oc['no_history']} without a visit before index_time")
-    from mash.models.pipeline import metrics_table
+    from mash.models.pipeline import headline_metrics, metrics_table
 
     task = m["parameters"]["task"]
-    keys = ["auroc", "auprc", "f1"] if task == "classification" else ["rmse", "r2", "explained_variance"]
-    _say(args.quiet, metrics_table(m["metrics"]["summary"], keys).rstrip())
+    _say(args.quiet, metrics_table(m["metrics"]["summary"], headline_metrics(task)).rstrip())
     if m["representation"]:
         r = m["representation"]
         _say(args.quiet, f"representation silhouette {r['silhouette']:.3f} (2-D {r['silhouette_2d']:.3f}); picture {args.plot}")

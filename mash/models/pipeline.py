@@ -28,7 +28,7 @@ from mash.sequences import Sequences, build_sequences, concat
 from mash.sites import Site
 from mash.vocab import Vocabulary, code_counts
 
-__all__ = ["finetune_site", "load_site_sequences", "metrics_table", "pretrain_sites"]
+__all__ = ["finetune_site", "headline_metrics", "load_site_sequences", "metrics_table", "pretrain_sites"]
 
 
 def _load_hierarchy(path: str | Path) -> tuple[Hierarchy, str]:
@@ -149,6 +149,11 @@ def pretrain_sites(
     }
     save_checkpoint(out, encoder, model, vocab, manifest)
     return manifest
+
+
+def headline_metrics(task: str) -> list[str]:
+    """The metrics ``mash finetune`` prints for a task."""
+    return ["auroc", "auprc", "f1"] if task == "classification" else ["rmse", "r2", "explained_variance"]
 
 
 def metrics_table(summary: dict[str, dict[str, float]], keys: Sequence[str]) -> str:
@@ -275,8 +280,7 @@ def finetune_site(
     out.mkdir(parents=True, exist_ok=True)
     preds = res.predictions.assign(subject_id=data.seqs.subjects[res.predictions["patient"].to_numpy()])
     write_csv(out / "predictions.csv", preds[["subject_id", "fold", "y", "prediction"]])
-    keys = ["auroc", "auprc", "f1"] if task == "classification" else ["rmse", "r2", "explained_variance"]
-    write_text(out / "metrics.md", metrics_table(summary, keys))
+    write_text(out / "metrics.md", metrics_table(summary, headline_metrics(task)))
     rep: dict[str, float] = {}
     if plot is not None:
         from mash.models.projection import plot_projection, project_2d, silhouettes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from mash.errors import MashInputError
@@ -63,11 +65,9 @@ def encoder_from_state(config: ModelConfig, state: dict) -> SequenceEncoder:
     """
     table = state["embed.table.weight"]
     n_tokens, width = int(table.shape[0]), int(table.shape[1])
-    init = np.zeros((n_tokens, width), np.float32) if width != config.dim or "embed.project.weight" in state else None
-    encoder = make_encoder(config, n_tokens, init if config.init or init is not None else None)
-    if init is not None and not config.init:  # the state has a projection: build it anyway
-        encoder = make_encoder(
-            ModelConfig(**{**config.__dict__, "init": True}), n_tokens, init
-        )
+    # a table narrower or wider than the model, or followed by a projection, was built from an init
+    shaped = width != config.dim or "embed.project.weight" in state
+    init = np.zeros((n_tokens, width), np.float32) if shaped else None
+    encoder = make_encoder(dataclasses.replace(config, init=shaped), n_tokens, init)
     encoder.load_state_dict(state)
     return encoder
