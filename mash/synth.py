@@ -53,8 +53,8 @@ directories.
 Outcomes
 --------
 :func:`simulate_outcomes` turns a site's latent state into prediction targets for
-sequence models, with no further randomness. They are defined on the latent
-conditions, not on the site's codes, so they mean the same at both sites. A patient's
+sequence models. They are defined on the latent conditions and processes, not on the
+site's codes, so they mean the same at both sites. A patient's
 index time :math:`t_p` is the day of visit :math:`\\lfloor (n_p-1)/2 \\rfloor`; the
 history is every record on or before it, the outcome window
 :math:`(t_p, t_p + H]` (:math:`H` = 365 days by default).
@@ -65,9 +65,15 @@ history is every record on or before it, the outcome window
   are left out of the cohort (missing value).
 - ``burden``: :math:`\\log(1 + \\sum_c s_c)` over the distinct conditions recorded in
   the window, with severity :math:`s_c = 1 + 2 r_c` (:func:`condition_severity`).
+- ``event``: a cardiometabolic event in the window (the only outcome with its own
+  random draw), with probability :math:`\\sigma(-3 + 8\\,\\theta_p^\\top m)` where
+  :math:`m` flags the processes serving the circulatory and endocrine chapters
+  (:func:`event_processes`). It is not a code: what predicts it is *which* conditions
+  the history holds, not how many visits it has.
 
-Both depend on the history through :math:`\\theta_p` (the same processes generate
-past and future conditions), the chronic recurrences and the visit rate.
+``onset`` and ``burden`` depend on the history through :math:`\\theta_p` (the same
+processes generate past and future conditions), the chronic recurrences and the visit
+rate; ``event`` through :math:`\\theta_p` alone.
 """
 
 from __future__ import annotations
@@ -100,7 +106,9 @@ __all__ = [
     "SiteProfile",
     "SiteRecords",
     "World",
+    "EVENT_CHAPTERS",
     "condition_severity",
+    "event_processes",
     "gold_pairs",
     "icd9_chapter",
     "load_reference_tables",
@@ -129,6 +137,7 @@ _STREAMS = (
     "coding_site_A",
     "coding_site_B",
     "opaque",
+    "outcomes",
 )
 
 # ICD-9-CM chapters (numeric ranges, then V and E) as (label, first, last).
@@ -1074,8 +1083,12 @@ def gold_pairs(
 
 # ------------------------------------------------------------------------ outcomes
 
-OUTCOME_COLUMNS = ("subject_id", "index_time", "onset", "burden")
+OUTCOME_COLUMNS = ("subject_id", "index_time", "onset", "burden", "event")
 _HORIZON_DAYS = 365  # the horizon of the outcomes.csv that simulate writes
+#: Chapters whose processes raise the risk of the ``event`` outcome.
+EVENT_CHAPTERS = ("circulatory", "endocrine")
+_EVENT_INTERCEPT = -3.0  # logit of the event probability for a patient with no such process
+_EVENT_SLOPE = 8.0  # logit change from none to all of a patient's mixture on them
 
 
 def _subject_ids(id_prefix: str, n_patients: int) -> np.ndarray:
@@ -1121,6 +1134,35 @@ def outcome_targets(world: World, chapters: Collection[str] | None = None) -> np
     return np.asarray(world.chronic, dtype=bool) & in_chapters
 
 
+def event_processes(world: World, chapters: Collection[str] | None = None) -> np.ndarray:
+    """The processes :math:`m` that raise the risk of the ``event`` outcome.
+
+    Parameters
+    ----------
+    world : World
+    chapters : collection of str, optional
+        Names from :data:`CHAPTER_NAMES`; default :data:`EVENT_CHAPTERS` (circulatory
+        and endocrine: a cardiometabolic event).
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (K,)
+        True for the processes whose chapter (``world.process_chapter``) is listed.
+
+    Raises
+    ------
+    MashInputError
+        On an unknown chapter name.
+    """
+    names = sorted(EVENT_CHAPTERS if chapters is None else set(chapters))
+    unknown = [name for name in names if name not in CHAPTER_NAMES]
+    if unknown:
+        raise MashInputError(
+            f"unknown chapter(s) {', '.join(map(repr, unknown))}; valid: {', '.join(CHAPTER_NAMES)}"
+        )
+    return np.isin(np.asarray(CHAPTER_NAMES)[world.process_chapter], names)
+
+
 def condition_severity(world: World) -> np.ndarray:
     """Per-condition severity of the ``burden`` outcome, :math:`s_c = 1 + 2 r_c`.
 
@@ -1145,13 +1187,16 @@ def simulate_outcomes(
     state: PatientState,
     *,
     id_prefix: str,
+    rng: np.random.Generator,
     horizon_days: int = 365,
     target_chapters: Collection[str] | None = None,
+    event_chapters: Collection[str] | None = None,
 ) -> pd.DataFrame:
     """Prediction targets of one site's patients, computed from the latent state.
 
-    Deterministic (no random draws) and defined on the latent conditions, not on the
-    site's codes, so an outcome means the same thing at an ICD-9 and an ICD-10 site.
+    Defined on the latent conditions and processes, not on the site's codes, so an
+    outcome means the same thing at an ICD-9 and an ICD-10 site. Only ``event`` draws
+    random numbers (one uniform per patient from ``rng``).
 
     For patient :math:`p` with visits :math:`v = 0..n_p-1`, the *index time*
     :math:`t_p` is the day of visit :math:`\\lfloor (n_p - 1)/2 \\rfloor`; the history
@@ -1174,8 +1219,21 @@ def simulate_outcomes(
       processes, hence which conditions, a patient draws), through the recurrence of
       chronic conditions already recorded, and through the frailty-driven visit rate.
 
-    Both outcomes are what the records show: a patient with no visit in the window
-    (follow-up ended) has ``onset`` 0 and ``burden`` 0, as in EHR data.
+    - ``event`` (binary, every patient): a cardiometabolic event in the window, a
+      Bernoulli draw with probability
+
+      .. math::
+          P(\\text{event}_p) = \\sigma\\big(-3 + 8\\,\\theta_p^\\top m\\big),
+
+      :math:`m` = :func:`event_processes` (the processes of the circulatory and
+      endocrine chapters). A patient with none of their mixture on those processes has
+      risk 4.7%, one with all of it 99.3%. The event is not recorded as a code; it
+      depends on the history only through :math:`\\theta_p`, i.e. on *which*
+      conditions were recorded, and not on the visit rate, so it tests whether a
+      model reads the meaning of the codes.
+
+    ``onset`` and ``burden`` are what the records show: a patient with no visit in the
+    window (follow-up ended) has ``onset`` 0 and ``burden`` 0, as in EHR data.
 
     Parameters
     ----------
@@ -1185,18 +1243,23 @@ def simulate_outcomes(
         :func:`simulate_latent`).
     id_prefix : str
         The site's :attr:`SiteProfile.id_prefix`, so ids match its events.
+    rng : numpy.random.Generator
+        Source of the ``event`` draws (``state.n_patients`` uniforms).
     horizon_days : int
         :math:`H`, the window length in days (>= 1).
     target_chapters : collection of str, optional
         Chapters of :math:`T` (see :func:`outcome_targets`); default the mostly-chronic
         chapters.
+    event_chapters : collection of str, optional
+        Chapters of :math:`m` (see :func:`event_processes`); default
+        :data:`EVENT_CHAPTERS`.
 
     Returns
     -------
-    pandas.DataFrame, shape (state.n_patients, 4)
+    pandas.DataFrame, shape (state.n_patients, 5)
         Columns ``subject_id`` (str), ``index_time`` (str ``YYYY-MM-DD``), ``onset``
-        (``Int64``, ``<NA>`` outside the cohort) and ``burden`` (float64), one row per
-        patient in index order.
+        (``Int64``, ``<NA>`` outside the cohort), ``burden`` (float64) and ``event``
+        (int64), one row per patient in index order.
 
     Raises
     ------
@@ -1206,9 +1269,11 @@ def simulate_outcomes(
     Examples
     --------
     >>> latent = simulate_latent(n_patients=50, n_conditions=100)
-    >>> out = simulate_outcomes(latent.world, latent.patients["site_A"], id_prefix="A")
+    >>> out = simulate_outcomes(
+    ...     latent.world, latent.patients["site_A"], id_prefix="A", rng=np.random.default_rng(0)
+    ... )
     >>> list(out.columns), len(out)
-    (['subject_id', 'index_time', 'onset', 'burden'], 50)
+    (['subject_id', 'index_time', 'onset', 'burden', 'event'], 50)
     """
     horizon = _check_int("horizon_days", horizon_days, 1)
     C, n = world.n_conditions, state.n_patients
@@ -1218,6 +1283,12 @@ def simulate_outcomes(
             f"world has {C}; pass the world the state was simulated from"
         )
     target = outcome_targets(world, target_chapters)
+    risky = event_processes(world, event_chapters)
+    if state.theta.shape[1] != world.n_processes:
+        raise MashInputError(
+            f"state of {state.site} has {state.theta.shape[1]} processes but the world has "
+            f"{world.n_processes}; pass the world the state was simulated from"
+        )
 
     n_visits = np.diff(state.visit_ptr)
     index_day = state.visit_day[state.visit_ptr[:-1] + (n_visits - 1) // 2]  # (n,)
@@ -1235,6 +1306,10 @@ def simulate_outcomes(
     pairs = np.unique(patient[window] * C + condition[window])  # distinct (patient, condition)
     load = np.bincount(pairs // C, weights=condition_severity(world)[pairs % C], minlength=n)
 
+    share = state.theta @ risky.astype(np.float64)  # (n,) mixture on the event processes
+    p_event = 1.0 / (1.0 + np.exp(-(_EVENT_INTERCEPT + _EVENT_SLOPE * share)))
+    event = (rng.random(n) < p_event).astype(np.int64)
+
     index_time = np.datetime_as_string(_EPOCH + index_day.astype("timedelta64[D]"), unit="D")
     return pd.DataFrame(
         {
@@ -1242,6 +1317,7 @@ def simulate_outcomes(
             "index_time": index_time.astype(object),
             "onset": onset,
             "burden": np.log1p(load),
+            "event": event,
         }
     )
 
@@ -1466,7 +1542,7 @@ def simulate(
     reference_code``: every GEM target at site_B of every site_A code) and
     ``OUT_DIR/simulation.json`` (version, parameters, row counts, hashes, outcome
     definition and rates, timings). ``outcomes.csv`` (``subject_id, index_time, onset,
-    burden``) holds one row per patient: :func:`simulate_outcomes` with a 365-day
+    burden, event``) holds one row per patient: :func:`simulate_outcomes` with a 365-day
     horizon and the default target set (call it on :func:`simulate_latent`'s state for
     other choices). Every file but the manifest's timings is byte-identical for the
     same arguments.
@@ -1545,6 +1621,7 @@ def simulate(
             for site in SITES
         }
 
+    outcome_rngs = dict(zip(SITES, rngs["outcomes"].spawn(len(SITES)), strict=True))
     site_dirs = {site: out_dir / site for site in SITES}
     counts: dict[str, int] = {}
     written: dict[str, np.ndarray] = {}
@@ -1568,6 +1645,7 @@ def simulate(
                 world,
                 latent.patients[site],
                 id_prefix=profiles[site].id_prefix,
+                rng=outcome_rngs[site],
                 horizon_days=_HORIZON_DAYS,
             )
             write_csv(site_dirs[site] / "outcomes.csv", outcomes)
@@ -1580,6 +1658,8 @@ def simulate(
                     round(float(outcomes["onset"].mean()), 4) if in_cohort.any() else None
                 ),
                 "burden_mean": round(float(outcomes["burden"].mean()), 4),
+                "event": int(outcomes["event"].sum()),
+                "event_rate": round(float(outcomes["event"].mean()), 4),
             }
         cond, target = gold_pairs(world, records["site_A"], records["site_B"])
         gold = pd.DataFrame(
@@ -1631,6 +1711,9 @@ def simulate(
             "horizon_days": _HORIZON_DAYS,
             "target_chapters": sorted(_CHRONIC),
             "target_conditions": int(outcome_targets(world).sum()),
+            "event_chapters": list(EVENT_CHAPTERS),
+            "event_processes": int(event_processes(world).sum()),
+            "event_logit": [_EVENT_INTERCEPT, _EVENT_SLOPE],
             "sites": outcome_stats,
         },
         "timings_s": {k: round(v, 3) for k, v in timer.seconds.items()},

@@ -13,10 +13,13 @@ import pytest
 
 from mash.errors import MashInputError
 from mash.synth import (
+    CHAPTER_NAMES,
+    EVENT_CHAPTERS,
     OUTCOME_COLUMNS,
     SITES,
     LatentSimulation,
     condition_severity,
+    event_processes,
     load_reference_tables,
     outcome_targets,
     simulate,
@@ -53,7 +56,8 @@ def latent() -> LatentSimulation:
 def outcomes(latent) -> dict[str, pd.DataFrame]:
     return {
         site: simulate_outcomes(
-            latent.world, latent.patients[site], id_prefix=latent.profiles[site].id_prefix
+            latent.world, latent.patients[site], id_prefix=latent.profiles[site].id_prefix,
+            rng=np.random.default_rng(0),
         )
         for site in SITES
     }
@@ -173,8 +177,8 @@ def test_both_sites_use_the_same_target_set(latent, run):
 
 def test_longer_horizon_only_adds(latent):
     world, state = latent.world, latent.patients["site_B"]
-    short = simulate_outcomes(world, state, id_prefix="B", horizon_days=90)
-    long = simulate_outcomes(world, state, id_prefix="B", horizon_days=730)
+    short = simulate_outcomes(world, state, id_prefix="B", rng=np.random.default_rng(0), horizon_days=90)
+    long = simulate_outcomes(world, state, id_prefix="B", rng=np.random.default_rng(0), horizon_days=730)
     pd.testing.assert_series_equal(short["onset"].isna(), long["onset"].isna())
     cohort = short["onset"].notna()
     assert (long["onset"][cohort] >= short["onset"][cohort]).all()
@@ -188,7 +192,8 @@ def test_deterministic_for_same_seed(outcomes):
         pd.testing.assert_frame_equal(
             outcomes[site],
             simulate_outcomes(
-                again.world, again.patients[site], id_prefix=again.profiles[site].id_prefix
+                again.world, again.patients[site], id_prefix=again.profiles[site].id_prefix,
+                rng=np.random.default_rng(0),
             ),
         )
 
@@ -196,9 +201,9 @@ def test_deterministic_for_same_seed(outcomes):
 def test_bad_arguments_raise(latent):
     state = latent.patients["site_A"]
     with pytest.raises(MashInputError, match="horizon_days"):
-        simulate_outcomes(latent.world, state, id_prefix="A", horizon_days=0)
+        simulate_outcomes(latent.world, state, id_prefix="A", rng=np.random.default_rng(0), horizon_days=0)
     with pytest.raises(MashInputError, match="unknown chapter"):
-        simulate_outcomes(latent.world, state, id_prefix="A", target_chapters=["cardiac"])
+        simulate_outcomes(latent.world, state, id_prefix="A", rng=np.random.default_rng(0), target_chapters=["cardiac"])
 
 
 def test_simulate_writes_outcomes_and_lists_them(run, outcomes):
@@ -223,6 +228,41 @@ def test_simulate_writes_outcomes_and_lists_them(run, outcomes):
         stats = manifest["outcomes"]["sites"][site]
         assert stats["cohort"] == int(expected["onset"].notna().sum())
         assert stats["onset"] == int(expected["onset"].sum())
+        assert written["event"].isin(["0", "1"]).all()
+        assert stats["event"] == int(written["event"].astype(int).sum())
+    assert manifest["outcomes"]["event_chapters"] == list(EVENT_CHAPTERS)
+
+
+def test_event_processes_follow_chapters(latent):
+    world = latent.world
+    m = event_processes(world)
+    names = np.asarray(CHAPTER_NAMES)[world.process_chapter]
+    assert m.shape == (world.n_processes,)
+    assert m.any() and not m.all()
+    np.testing.assert_array_equal(m, np.isin(names, EVENT_CHAPTERS))
+    np.testing.assert_array_equal(event_processes(world, ["circulatory"]), names == "circulatory")
+    with pytest.raises(MashInputError, match="unknown chapter"):
+        event_processes(world, ["cardiac"])
+
+
+def test_event_is_a_draw_on_the_mixture(latent):
+    """Every patient has a 0/1 event; its rate follows sigma(-3 + 8 theta.m)."""
+    world, state = latent.world, latent.patients["site_A"]
+    share = state.theta @ event_processes(world).astype(float)
+    p = 1 / (1 + np.exp(-(-3.0 + 8.0 * share)))
+    draws = np.stack([
+        simulate_outcomes(world, state, id_prefix="A", rng=np.random.default_rng(s))["event"]
+        .to_numpy() for s in range(40)
+    ])  # (40, n)
+    assert set(np.unique(draws)) <= {0, 1}
+    # per-patient frequency over 40 draws tracks the probability
+    assert np.corrcoef(draws.mean(0), p)[0, 1] > 0.9
+    assert abs(draws.mean() - p.mean()) < 0.02
+    # the rng alone changes it; the other outcomes do not depend on the rng
+    a = simulate_outcomes(world, state, id_prefix="A", rng=np.random.default_rng(1))
+    b = simulate_outcomes(world, state, id_prefix="A", rng=np.random.default_rng(2))
+    pd.testing.assert_frame_equal(a.drop(columns="event"), b.drop(columns="event"))
+    assert (a["event"] != b["event"]).any()
 
 
 def test_existing_files_unchanged_by_outcomes(tmp_path):
