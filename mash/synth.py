@@ -1097,6 +1097,17 @@ def _subject_ids(id_prefix: str, n_patients: int) -> np.ndarray:
     return np.array([f"{id_prefix}{i:0{width}d}" for i in range(n_patients)], dtype=object)
 
 
+def _chapter_names(chapters: Collection[str]) -> list[str]:
+    """Sorted distinct chapter names; an unknown one raises :class:`MashInputError`."""
+    names = sorted(set(chapters))
+    unknown = [name for name in names if name not in CHAPTER_NAMES]
+    if unknown:
+        raise MashInputError(
+            f"unknown chapter(s) {', '.join(map(repr, unknown))}; valid: {', '.join(CHAPTER_NAMES)}"
+        )
+    return names
+
+
 def outcome_targets(world: World, chapters: Collection[str] | None = None) -> np.ndarray:
     """The target set :math:`T` of the ``onset`` outcome: chronic conditions of some chapters.
 
@@ -1124,12 +1135,7 @@ def outcome_targets(world: World, chapters: Collection[str] | None = None) -> np
     >>> bool(np.all(world.chronic[outcome_targets(world, ["circulatory"])]))
     True
     """
-    names = sorted(_CHRONIC) if chapters is None else sorted(set(chapters))
-    unknown = [name for name in names if name not in CHAPTER_NAMES]
-    if unknown:
-        raise MashInputError(
-            f"unknown chapter(s) {', '.join(map(repr, unknown))}; valid: {', '.join(CHAPTER_NAMES)}"
-        )
+    names = _chapter_names(_CHRONIC if chapters is None else chapters)
     in_chapters = np.isin(np.asarray(CHAPTER_NAMES)[world.chapter], names)
     return np.asarray(world.chronic, dtype=bool) & in_chapters
 
@@ -1154,12 +1160,7 @@ def event_processes(world: World, chapters: Collection[str] | None = None) -> np
     MashInputError
         On an unknown chapter name.
     """
-    names = sorted(EVENT_CHAPTERS if chapters is None else set(chapters))
-    unknown = [name for name in names if name not in CHAPTER_NAMES]
-    if unknown:
-        raise MashInputError(
-            f"unknown chapter(s) {', '.join(map(repr, unknown))}; valid: {', '.join(CHAPTER_NAMES)}"
-        )
+    names = _chapter_names(EVENT_CHAPTERS if chapters is None else chapters)
     return np.isin(np.asarray(CHAPTER_NAMES)[world.process_chapter], names)
 
 

@@ -16,7 +16,7 @@ from mash.models.pretraining import (
     mask_visits,
     similar_record_pairs,
 )
-from mash.models.splits import kfold_patients, split_patients, subsample
+from mash.models.splits import evaluation_splits, kfold_patients, split_patients, subsample
 from mash.models.transformer import TimeAwareTransformer, TransformerEncoder, time_bias
 
 N_TOKENS = 30
@@ -176,6 +176,15 @@ def test_splits_are_disjoint_and_cover():
         tests.append(te)
     assert sorted(np.concatenate(tests).tolist()) == list(range(100))
     assert len(subsample(np.arange(100), 0.1)) == 10 and len(subsample(np.arange(100), 500)) == 100
+    # evaluation splits: fewer labels shrink train and val inside the same folds
+    full = evaluation_splits(100, 5, seed=0)
+    few = evaluation_splits(100, 5, seed=0, label_size=20)
+    for (tr, va, te), (tr2, va2, te2) in zip(full, few, strict=True):
+        np.testing.assert_array_equal(te, te2)
+        assert set(tr2) <= set(tr) and set(va2) <= set(va) and len(tr2) + len(va2) == 20
+    assert [len(s[0]) for s in evaluation_splits(100, None, seed=0)] == [70]
+    tenth = evaluation_splits(100, 5, seed=0, label_size=0.1)
+    assert [(len(t), len(v)) for t, v, _ in tenth] == [(7, 2)] * 5
 
 
 def test_clinical_metrics_match_definitions():

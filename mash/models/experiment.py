@@ -17,7 +17,7 @@ from mash.metrics import classification_metrics, regression_metrics
 from mash.models.config import FinetuneConfig, ModelConfig
 from mash.models.outcomes import Labelled
 from mash.models.registry import encoder_from_state, make_encoder
-from mash.models.splits import kfold_patients, split_patients, subsample
+from mash.models.splits import evaluation_splits
 from mash.models.train import FinetuneResult, finetune, predict
 from mash.progress import bar
 
@@ -122,18 +122,9 @@ def evaluate(
     -------
     EvalResult
     """
-    n = len(data.seqs)
-    splits = (
-        list(kfold_patients(n, folds, seed=config.seed))
-        if folds
-        else [split_patients(n, seed=config.seed)]
-    )
+    splits = evaluation_splits(len(data.seqs), folds, seed=config.seed, label_size=label_size)
     rows, preds, first = [], [], None
     for k, (train, val, test) in enumerate(bar(splits, "folds", quiet=quiet)):
-        if label_size is not None:
-            share = label_size if isinstance(label_size, float) else label_size / (len(train) + len(val))
-            train = subsample(train, max(2, int(round(share * len(train)))), seed=config.seed + k)
-            val = subsample(val, max(2, int(round(share * len(val)))), seed=config.seed + k)
         torch.manual_seed(config.seed + k)  # initial weights (the new head's too) are seeded
         if pretrained is not None:
             encoder = encoder_from_state(model, pretrained)

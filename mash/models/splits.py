@@ -8,7 +8,7 @@ import numpy as np
 
 from mash.errors import MashInputError
 
-__all__ = ["kfold_patients", "split_patients", "subsample"]
+__all__ = ["evaluation_splits", "kfold_patients", "split_patients", "subsample"]
 
 
 def split_patients(
@@ -81,3 +81,40 @@ def subsample(idx: np.ndarray, size: float | int | None, seed: int = 0) -> np.nd
     m = int(round(size * len(idx))) if isinstance(size, float) else int(size)
     m = max(1, min(m, len(idx)))
     return np.sort(np.random.default_rng(seed).choice(idx, size=m, replace=False))
+
+
+def evaluation_splits(
+    n: int, folds: int | None, seed: int = 0, label_size: float | int | None = None
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The (train, val, test) splits of an evaluation, with fewer labels if asked.
+
+    ``folds`` patient folds (:func:`kfold_patients`), or one 0.7/0.1/0.2 split
+    (:func:`split_patients`) for ``None`` or 0. With ``label_size`` (a share, or a count
+    of the training + validation patients) both parts of fold ``k`` are subsampled in
+    proportion (at least 2 each, seed ``seed + k``); the test parts are unchanged.
+    Every model compared on the same ``n``, ``folds``, ``seed`` and ``label_size``
+    sees the same patients.
+
+    Parameters
+    ----------
+    n : int
+    folds : int or None
+    seed : int
+    label_size : float, int or None
+
+    Returns
+    -------
+    list of (train, val, test), ndarrays of int, sorted
+    """
+    splits = list(kfold_patients(n, folds, seed=seed)) if folds else [split_patients(n, seed=seed)]
+    if label_size is None:
+        return splits
+    out = []
+    for k, (train, val, test) in enumerate(splits):
+        share = label_size if isinstance(label_size, float) else label_size / (len(train) + len(val))
+        out.append((
+            subsample(train, max(2, int(round(share * len(train)))), seed=seed + k),
+            subsample(val, max(2, int(round(share * len(val)))), seed=seed + k),
+            test,
+        ))
+    return out
