@@ -1,8 +1,10 @@
 """Pretraining benchmark: does the hierarchy-harmonised multi-site pretraining help?
 
 On simulated sites with outcomes (``mash simulate``: site A ICD-9-CM, site B
-ICD-10-CM, ``outcomes.csv`` with a binary ``onset`` and a continuous ``burden``), in one
-run, on the target site A:
+ICD-10-CM, ``outcomes.csv`` with the binary ``onset`` and ``event`` and the continuous
+``burden``), in one run, on the target site A and for each binary target (``onset``:
+a new chronic disease, which leans on visit counts; ``event``: a cardiometabolic
+event, which depends on which conditions the history holds):
 
 - mash's time-aware Transformer with **no pretraining**, **pretraining on the target
   site**, **pretraining on target + auxiliary site through the harmonised vocabulary**
@@ -11,6 +13,9 @@ run, on the target site A:
   labelled patients;
 - the baselines (plain Transformer, LSTM, RETAIN, Dipole, T-LSTM, HiTANet), no
   pretraining, same vocabulary, same harness, at 100% and ≤ 500 labels;
+- a classical reference on the same folds: L2 logistic regression on the bag of codes
+  (distinct tokens of the history) plus log visit count, C picked on the validation
+  part of each fold;
 - the regression target (RMSE, R²) for no pretraining vs harmonised pretraining;
 - throughput (sequences/s) of pretraining and inference.
 
@@ -58,7 +63,9 @@ BASELINES = ("transformer", "lstm", "retain", "dipole", "tlstm", "hitanet")
 def prepare(patients: int, conditions: int, seed: int, quiet: bool) -> tuple[Path, Hierarchy]:
     """Simulate, align and build the hierarchy once (cached under bench/out/)."""
     sim = OUT / f"pretrain_{patients}_{conditions}_{seed}"
-    if not (sim / "site_A" / "outcomes.csv").is_file():
+    out_a = sim / "site_A" / "outcomes.csv"
+    if not out_a.is_file() or "event" not in out_a.read_text().split("\n", 1)[0]:
+        # codes, events and gold do not depend on the outcomes: the caches below stay valid
         mash.simulate(sim, n_patients=patients, n_conditions=conditions, seed=seed, quiet=quiet)
     align_dir = sim / "align"
     if not (align_dir / "manifest.json").is_file():
@@ -86,6 +93,43 @@ def target_history(site: Site, vocab: Vocabulary, outcomes: Path):  # noqa: ANN2
     return cut.subset(cut.nonempty())
 
 
+def bag_of_codes(seqs, n_tokens: int):  # noqa: ANN001, ANN201
+    """(patients, n_tokens + 1) sparse features: distinct tokens of the history, log visits."""
+    import scipy.sparse as sp
+
+    tok_ptr = seqs.code_ptr[seqs.visit_ptr]  # (P + 1,) token range of each patient
+    rows = np.repeat(np.arange(len(seqs)), np.diff(tok_ptr))
+    x = sp.csr_matrix((np.ones(rows.size), (rows, seqs.tokens[tok_ptr[0]:tok_ptr[-1]])),
+                      shape=(len(seqs), n_tokens))
+    x.data[:] = 1.0  # duplicates were summed: presence only
+    visits = np.log1p(np.diff(seqs.visit_ptr))[:, None]
+    return sp.hstack([x, sp.csr_matrix(visits)]).tocsr()
+
+
+def logistic_cell(d: Labelled, n_tokens: int, folds: int, seed: int, labels) -> dict:  # noqa: ANN001
+    """Bag-of-codes logistic regression on evaluate()'s folds and label subsamples."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from mash.models.splits import evaluation_splits
+
+    x, y = bag_of_codes(d.seqs, n_tokens), d.labels
+    rows = []
+    for k, (train, val, test) in enumerate(evaluation_splits(len(y), folds, seed, labels)):
+        best = None
+        for c in (0.01, 0.03, 0.1, 0.3, 1.0):
+            m = LogisticRegression(C=c, max_iter=2000).fit(x[train], y[train])
+            v = roc_auc_score(y[val], m.decision_function(x[val])) if len(set(y[val])) > 1 else 0.0
+            if best is None or v > best[0]:
+                best = (v, m)
+        p = best[1].decision_function(x[test])
+        rows.append({"fold": k + 1, "auroc": roc_auc_score(y[test], p),
+                     "auprc": average_precision_score(y[test], p), "n_train": len(train), "C": best[1].C})
+    f = pd.DataFrame(rows)
+    return {"folds": f.to_dict(orient="records"), "n_train": int(f["n_train"].mean()),
+            "summary": {m: {"mean": float(f[m].mean()), "std": float(f[m].std(ddof=1))} for m in ("auroc", "auprc")}}
+
+
 def fmt(summary: dict, key: str) -> str:
     s = summary.get(key)
     return "—" if s is None else f"{s['mean']:.3f} ± {s['std']:.3f}"
@@ -101,9 +145,12 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=3)
     ap.add_argument("--pretrain-epochs", type=int, default=10)
     ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--code-weight", type=float, default=0.0, help="weight of the masked-code pretraining task")
     ap.add_argument("--time-init", type=float, default=0.0, help="initial w_h of the time-aware heads")
     ap.add_argument("--no-time-embedding", action="store_true", help="time-aware model without the time embedding")
     ap.add_argument("--small", type=int, default=500, help="the few-labels setting (labelled patients)")
+    ap.add_argument("--targets", default="onset,event", help="binary targets, comma-separated")
+    ap.add_argument("--tag", default="", help="suffix of the results file bench/out/pretrain_<tag>.json")
     ap.add_argument("--skip-baselines", action="store_true")
     ap.add_argument("--skip-regression", action="store_true")
     ap.add_argument("--device", default="auto")
@@ -117,7 +164,7 @@ def main() -> None:
     vocab = Vocabulary.from_hierarchy(tree)
     flat = Vocabulary.from_hierarchy(tree, harmonize=False)
     model = ModelConfig(dim=args.dim, time_init=args.time_init, time_embedding=not args.no_time_embedding)
-    pre_cfg = PretrainConfig(epochs=args.pretrain_epochs, seed=args.seed)
+    pre_cfg = PretrainConfig(epochs=args.pretrain_epochs, seed=args.seed, code_weight=args.code_weight)
     ft_cfg = FinetuneConfig(epochs=args.epochs, patience=args.patience, seed=args.seed)
     device = str(pick_device(args.device))
     results: dict = {"cells": [], "throughput": {}}
@@ -144,14 +191,17 @@ def main() -> None:
             pretrained_state(flat, concat([target_history(site_a, flat, outcomes),
                                            build_sequences(site_b, flat)]), "both_flat"), flat),
     }
-    data = {id(v): labelled(site_a, v, outcomes, "onset") for v in (vocab, flat)}
-    print(f"site A onset cohort: {len(data[id(vocab)].seqs)} patients, prevalence "
-          f"{data[id(vocab)].labels.mean():.3f}; {data[id(vocab)].stats}", flush=True)
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    data = {(id(v), t): labelled(site_a, v, outcomes, t) for v in (vocab, flat) for t in targets}
+    for t in targets:
+        d = data[(id(vocab), t)]
+        print(f"site A {t} cohort: {len(d.seqs)} patients, prevalence {d.labels.mean():.3f}; "
+              f"{d.stats}", flush=True)
 
     def cell(name: str, pretraining: str, labels, task: str = "classification", target: str = "onset",
              arch: str = "time_aware") -> None:
         state, v = states[pretraining] if arch == "time_aware" else (None, vocab)
-        d = data[id(v)] if target == "onset" else labelled(site_a, v, outcomes, target)
+        d = data[(id(v), target)] if task == "classification" else labelled(site_a, v, outcomes, target)
         m = dataclasses.replace(model, model=arch)
         t0 = time.perf_counter()
         res = evaluate(d, task=task, model=m, config=ft_cfg, n_tokens=len(v),
@@ -167,13 +217,23 @@ def main() -> None:
         print(f"{name:12s} {pretraining:28s} {row['labels']:>5s} {target:6s} n_train {row['n_train']:5d} "
               + " ".join(f"{k} {fmt(s, k)}" for k in keys) + f"  ({row['seconds']:.0f} s)", flush=True)
 
-    for labels in (None, 0.1, args.small):
-        for pretraining in states:
-            cell("time-aware", pretraining, labels)
-    if not args.skip_baselines:
-        for labels in (None, args.small):
-            for arch in BASELINES:
-                cell(arch, "none", labels, arch=arch)
+    for t in targets:
+        for labels in (None, 0.1, args.small):
+            for pretraining in states:
+                cell("time-aware", pretraining, labels, target=t)
+        if not args.skip_baselines:
+            for labels in (None, args.small):
+                for arch in BASELINES:
+                    cell(arch, "none", labels, arch=arch, target=t)
+        for labels in (None, 0.1, args.small):
+            t0 = time.perf_counter()
+            row = logistic_cell(data[(id(vocab), t)], len(vocab), args.folds, args.seed, labels)
+            row.update(model="logistic (bag of codes)", pretraining="none", task=t,
+                       labels="100%" if labels is None else (f"{labels:.0%}" if isinstance(labels, float) else f"{labels}"),
+                       seconds=time.perf_counter() - t0)
+            results["cells"].append(row)
+            print(f"{'logistic':12s} {'none':28s} {row['labels']:>5s} {t:6s} n_train {row['n_train']:5d} "
+                  f"auroc {fmt(row['summary'], 'auroc')} auprc {fmt(row['summary'], 'auprc')}", flush=True)
     for pretraining in () if args.skip_regression else ("none", "target+aux, harmonised"):
         cell("time-aware", pretraining, None, task="regression", target="burden")
 
@@ -189,34 +249,35 @@ def main() -> None:
         "args": vars(args), "total_s": time.perf_counter() - t_start,
     }
     OUT.mkdir(exist_ok=True)
-    (OUT / f"pretrain_w{args.time_init:g}{'_notemb' if args.no_time_embedding else ''}.json").write_text(json.dumps(results, indent=1, default=float))
+    (OUT / f"pretrain_{args.tag or 'results'}.json").write_text(json.dumps(results, indent=1, default=float))
 
-    print("\n| model | pretraining | labels | AUROC | AUPRC |\n|---|---|---|---|---|")
-    for r in results["cells"]:
-        if r["task"] == "onset":
+    results["paired"] = []
+    for t in targets:
+        cells = [r for r in results["cells"] if r["task"] == t]
+        print(f"\n{t}:\n| model | pretraining | labels | AUROC | AUPRC |\n|---|---|---|---|---|")
+        for r in cells:
             print(f"| {r['model']} | {r['pretraining']} | {r['labels']} | {fmt(r['summary'], 'auroc')} | "
                   f"{fmt(r['summary'], 'auprc')} |")
-    print("\npaired differences on the same folds (AUROC points, mean ± std over folds):")
-    print("| comparison | labels | Δ AUROC |\n|---|---|---|")
-    onset = [r for r in results["cells"] if r["task"] == "onset"]
+        print(f"\npaired differences on the same folds ({t}, AUROC points, mean ± std over folds):")
+        print("| comparison | labels | Δ AUROC |\n|---|---|---|")
 
-    def find(model: str, pretraining: str, labels: str):  # noqa: ANN202
-        return next((r for r in onset if (r["model"], r["pretraining"], r["labels"]) == (model, pretraining, labels)), None)
+        def find(model: str, pretraining: str, labels: str, cells=cells):  # noqa: ANN202
+            return next((r for r in cells if (r["model"], r["pretraining"], r["labels"]) == (model, pretraining, labels)), None)
 
-    pairs = [(("time-aware", p), ("time-aware", "none")) for p in list(states)[1:]]
-    pairs += [(("time-aware", "target+aux, harmonised"), ("time-aware", "target")),
-              (("time-aware", "target+aux, harmonised"), ("time-aware", "target+aux, not harmonised")),
-              (("time-aware", "none"), ("transformer", "none"))]
-    results["paired"] = []
-    for labels in ("100%", "10%", str(args.small)):
-        for a, b in pairs:
-            ra, rb = find(*a, labels), find(*b, labels)
-            if ra is None or rb is None:
-                continue
-            d = 100 * (np.array([f["auroc"] for f in ra["folds"]]) - np.array([f["auroc"] for f in rb["folds"]]))
-            results["paired"].append({"a": a, "b": b, "labels": labels, "mean": float(d.mean()), "std": float(d.std(ddof=1))})
-            print(f"| {a[0]} {a[1]} − {b[0]} {b[1]} | {labels} | {d.mean():+.1f} ± {d.std(ddof=1):.1f} |")
-    (OUT / f"pretrain_w{args.time_init:g}{'_notemb' if args.no_time_embedding else ''}.json").write_text(json.dumps(results, indent=1, default=float))
+        pairs = [(("time-aware", p), ("time-aware", "none")) for p in list(states)[1:]]
+        pairs += [(("time-aware", "target+aux, harmonised"), ("time-aware", "target")),
+                  (("time-aware", "target+aux, harmonised"), ("time-aware", "target+aux, not harmonised")),
+                  (("time-aware", "none"), ("transformer", "none"))]
+        for labels in ("100%", "10%", str(args.small)):
+            for a, b in pairs:
+                ra, rb = find(*a, labels), find(*b, labels)
+                if ra is None or rb is None:
+                    continue
+                d = 100 * (np.array([f["auroc"] for f in ra["folds"]]) - np.array([f["auroc"] for f in rb["folds"]]))
+                results["paired"].append({"target": t, "a": a, "b": b, "labels": labels,
+                                          "mean": float(d.mean()), "std": float(d.std(ddof=1))})
+                print(f"| {a[0]} {a[1]} − {b[0]} {b[1]} | {labels} | {d.mean():+.1f} ± {d.std(ddof=1):.1f} |")
+    (OUT / f"pretrain_{args.tag or 'results'}.json").write_text(json.dumps(results, indent=1, default=float))
 
     print("\n| model | pretraining | RMSE | R² |\n|---|---|---|---|")
     for r in results["cells"]:
