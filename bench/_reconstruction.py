@@ -124,21 +124,16 @@ def run(
     rows = []
     for init_name in inits:
         for geometry in geometries:
+            tree = init_name == "tree"
             t0 = time.perf_counter()
-            if init_name == "tree":
-                start = tree_init(parent, dim, geometry=geometry, seed=seed)
-                init_s = time.perf_counter() - t0
-                init_map = reconstruction_metrics(start, relations, geometry=geometry)["map"]
-                fit = fit_ranking(
-                    relations, parent.size, dim=dim, geometry=geometry, epochs=tree_epochs,
-                    seed=seed, quiet=quiet, threads=threads, init=start, **TREE_FIT,
-                )
-            else:
-                init_s, init_map = 0.0, None
-                fit = fit_ranking(
-                    relations, parent.size, dim=dim, geometry=geometry, epochs=epochs,
-                    seed=seed, quiet=quiet, threads=threads,
-                )
+            start = tree_init(parent, dim, geometry=geometry, seed=seed) if tree else None
+            init_s = time.perf_counter() - t0
+            init_map = reconstruction_metrics(start, relations, geometry=geometry)["map"] if tree else None
+            fit = fit_ranking(
+                relations, parent.size, dim=dim, geometry=geometry,
+                epochs=tree_epochs if tree else epochs, seed=seed, quiet=quiet, threads=threads,
+                init=start, **(TREE_FIT if tree else {}),
+            )
             t0 = time.perf_counter()
             m = reconstruction_metrics(fit.points, relations, geometry=geometry, quiet=quiet)
             rows.append(

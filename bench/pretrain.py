@@ -64,7 +64,7 @@ def prepare(patients: int, conditions: int, seed: int, quiet: bool) -> tuple[Pat
     """Simulate, align and build the hierarchy once (cached under bench/out/)."""
     sim = OUT / f"pretrain_{patients}_{conditions}_{seed}"
     out_a = sim / "site_A" / "outcomes.csv"
-    if not out_a.is_file() or "event" not in out_a.read_text().split("\n", 1)[0]:
+    if not out_a.is_file() or "event" not in out_a.open().readline():
         # codes, events and gold do not depend on the outcomes: the caches below stay valid
         mash.simulate(sim, n_patients=patients, n_conditions=conditions, seed=seed, quiet=quiet)
     align_dir = sim / "align"
@@ -128,6 +128,13 @@ def logistic_cell(d: Labelled, n_tokens: int, folds: int, seed: int, labels) -> 
     f = pd.DataFrame(rows)
     return {"folds": f.to_dict(orient="records"), "n_train": int(f["n_train"].mean()),
             "summary": {m: {"mean": float(f[m].mean()), "std": float(f[m].std(ddof=1))} for m in ("auroc", "auprc")}}
+
+
+def label_name(labels: float | int | None) -> str:
+    """``100%``, a share such as ``10%``, or a count of labelled patients."""
+    if labels is None:
+        return "100%"
+    return f"{labels:.0%}" if isinstance(labels, float) else f"{labels}"
 
 
 def fmt(summary: dict, key: str) -> str:
@@ -208,8 +215,7 @@ def main() -> None:
                        init=v.embedding_init(), pretrained=state,
                        folds=args.folds, label_size=labels, device=args.device, quiet=True)
         s = res.summary()
-        row = {"model": name, "pretraining": pretraining, "labels": "100%" if labels is None else
-               (f"{labels:.0%}" if isinstance(labels, float) else f"{labels}"), "task": target,
+        row = {"model": name, "pretraining": pretraining, "labels": label_name(labels), "task": target,
                "n_train": int(res.folds["n_train"].mean()), "seconds": time.perf_counter() - t0,
                "summary": s, "folds": res.folds.to_dict(orient="records")}
         results["cells"].append(row)
@@ -229,7 +235,7 @@ def main() -> None:
             t0 = time.perf_counter()
             row = logistic_cell(data[(id(vocab), t)], len(vocab), args.folds, args.seed, labels)
             row.update(model="logistic (bag of codes)", pretraining="none", task=t,
-                       labels="100%" if labels is None else (f"{labels:.0%}" if isinstance(labels, float) else f"{labels}"),
+                       labels=label_name(labels),
                        seconds=time.perf_counter() - t0)
             results["cells"].append(row)
             print(f"{'logistic':12s} {'none':28s} {row['labels']:>5s} {t:6s} n_train {row['n_train']:5d} "
