@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -279,6 +280,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
                    opaque_site=args.opaque, events_format=args.events_format, quiet=args.quiet)
     for name in res.site_dirs:
         _say(args.quiet, f"{name}: {res.n_codes[name]} codes, {res.n_events[name]} events, {res.n_patients} patients")
+    rates = json.loads(res.manifest_path.read_text()).get("outcomes", {}).get("sites", {})
+    for name, r in rates.items():
+        _say(args.quiet, f"{name} outcomes: onset {r['onset']}/{r['cohort']} at risk ({r['onset_rate']:.1%}), "
+                         f"event {r['event']}/{res.n_patients} ({r['event_rate']:.1%}), mean burden {r['burden_mean']:.2f}")
     _say(args.quiet, f"wrote {args.out}/: site directories, {res.n_gold} gold pairs in {res.gold_path.name}")
     return 0
 

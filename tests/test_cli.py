@@ -95,3 +95,15 @@ def test_import_is_light():
         text=True,
     )
     assert proc.stdout.strip() == "False"
+
+
+def test_simulate_prints_outcome_rates(tmp_path, capsys):
+    import json
+
+    code = main(["simulate", str(tmp_path / "sim"), "--patients", "300", "--conditions", "120"])
+    err = capsys.readouterr().err
+    assert code == 0
+    sites = json.loads((tmp_path / "sim" / "simulation.json").read_text())["outcomes"]["sites"]
+    for name, r in sites.items():
+        line = next(x for x in err.splitlines() if x.startswith(f"{name} outcomes:"))
+        assert f"onset {r['onset']}/{r['cohort']} at risk" in line and f"event {r['event']}/300" in line
