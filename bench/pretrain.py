@@ -11,6 +11,10 @@ event, which depends on which conditions the history holds):
   (codes of one concept share a token) and **pretraining on both sites without
   harmonisation** (one token per site code), each fine-tuned at 100%, 10% and ≤ 500
   labelled patients;
+- the same four arms with the code table started at random instead of from the hierarchy
+  (``ModelConfig(init=False)``, Med-BERT's "no pretraining"): an ablation that separates
+  what the hierarchy's code table brings from what the sequence pretraining brings
+  (``--skip-init-ablation`` leaves it out);
 - the baselines (plain Transformer, LSTM, RETAIN, Dipole, T-LSTM, HiTANet), no
   pretraining, same vocabulary, same harness, at 100% and ≤ 500 labels;
 - a classical reference on the same folds: L2 logistic regression on the bag of codes
@@ -57,16 +61,20 @@ from mash.sites import Site
 from mash.vocab import Vocabulary
 
 OUT = Path(__file__).resolve().parent / "out"
+TIME_AWARE, RANDOM_TABLE = "time-aware", "time-aware, random table"
 BASELINES = ("transformer", "lstm", "retain", "dipole", "tlstm", "hitanet")
 
 
-def prepare(patients: int, conditions: int, seed: int, quiet: bool) -> tuple[Path, Hierarchy]:
+def prepare(
+    patients: int, conditions: int, seed: int, quiet: bool, visit_rate: float | None = None
+) -> tuple[Path, Hierarchy]:
     """Simulate, align and build the hierarchy once (cached under bench/out/)."""
-    sim = OUT / f"pretrain_{patients}_{conditions}_{seed}"
+    more = {} if visit_rate is None else {"visit_rate": visit_rate}
+    sim = OUT / (f"pretrain_{patients}_{conditions}_{seed}" + ("" if visit_rate is None else f"_vr{visit_rate:g}"))
     out_a = sim / "site_A" / "outcomes.csv"
     if not out_a.is_file() or "event" not in out_a.open().readline():
         # codes, events and gold do not depend on the outcomes: the caches below stay valid
-        mash.simulate(sim, n_patients=patients, n_conditions=conditions, seed=seed, quiet=quiet)
+        mash.simulate(sim, n_patients=patients, n_conditions=conditions, seed=seed, quiet=quiet, **more)
     align_dir = sim / "align"
     if not (align_dir / "manifest.json").is_file():
         sites = [Site.load(sim / "site_A"), Site.load(sim / "site_B")]
@@ -147,6 +155,8 @@ def main() -> None:
     ap.add_argument("--patients", type=int, default=4000, help="patients per site")
     ap.add_argument("--conditions", type=int, default=800)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--visit-rate", type=float, default=None,
+                    help="simulator visit_rate (mean visits after the first; default the simulator's 4)")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs (early stopping)")
     ap.add_argument("--patience", type=int, default=3)
@@ -160,12 +170,14 @@ def main() -> None:
     ap.add_argument("--tag", default="", help="suffix of the results file bench/out/pretrain_<tag>.json")
     ap.add_argument("--skip-baselines", action="store_true")
     ap.add_argument("--skip-regression", action="store_true")
+    ap.add_argument("--skip-init-ablation", action="store_true",
+                    help="skip the arms whose code table starts random instead of from the hierarchy")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     t_start = time.perf_counter()
-    sim, tree = prepare(args.patients, args.conditions, args.seed, args.quiet)
+    sim, tree = prepare(args.patients, args.conditions, args.seed, args.quiet, args.visit_rate)
     site_a, site_b = Site.load(sim / "site_A"), Site.load(sim / "site_B")
     outcomes = sim / "site_A" / "outcomes.csv"
     vocab = Vocabulary.from_hierarchy(tree)
@@ -176,11 +188,13 @@ def main() -> None:
     device = str(pick_device(args.device))
     results: dict = {"cells": [], "throughput": {}}
 
-    def pretrained_state(v: Vocabulary, sites_seqs, name: str) -> dict:
+    random_table = dataclasses.replace(model, init=False)
+
+    def pretrained_state(v: Vocabulary, sites_seqs, name: str, m: ModelConfig) -> dict:
         torch.manual_seed(args.seed)
-        enc = make_encoder(model, len(v), v.embedding_init())
+        enc = make_encoder(m, len(v), v.embedding_init())
         t0 = time.perf_counter()
-        res = pretrain(enc, sites_seqs, model, pre_cfg, device=args.device, quiet=args.quiet)
+        res = pretrain(enc, sites_seqs, m, pre_cfg, device=args.device, quiet=args.quiet)
         results["throughput"][f"pretrain {name}"] = res.sequences_per_s
         results.setdefault("pretrain_losses", {})[name] = res.history.to_dict(orient="records")
         print(f"pretrained {name} on {len(sites_seqs)} records in {time.perf_counter() - t0:.0f} s "
@@ -189,15 +203,19 @@ def main() -> None:
         return {k: v.detach().cpu().clone() for k, v in enc.state_dict().items()}
 
     hist_a = target_history(site_a, vocab, outcomes)
-    states = {
-        "none": (None, vocab),
-        "target": (pretrained_state(vocab, hist_a, "target"), vocab),
-        "target+aux, harmonised": (
-            pretrained_state(vocab, concat([hist_a, build_sequences(site_b, vocab)]), "both_harmonised"), vocab),
+    corpora = {
+        "target": (hist_a, vocab),
+        "target+aux, harmonised": (concat([hist_a, build_sequences(site_b, vocab)]), vocab),
         "target+aux, not harmonised": (
-            pretrained_state(flat, concat([target_history(site_a, flat, outcomes),
-                                           build_sequences(site_b, flat)]), "both_flat"), flat),
+            concat([target_history(site_a, flat, outcomes), build_sequences(site_b, flat)]), flat),
     }
+    # arms: (encoder name, pretraining) -> (model config, pretrained state or None, vocabulary)
+    arms = {(TIME_AWARE, "none"): (model, None, vocab)}
+    arms |= {(TIME_AWARE, p): (model, pretrained_state(v, c, p, model), v) for p, (c, v) in corpora.items()}
+    if not args.skip_init_ablation:
+        arms[(RANDOM_TABLE, "none")] = (random_table, None, vocab)
+        arms |= {(RANDOM_TABLE, p): (random_table, pretrained_state(v, c, f"{p} ({RANDOM_TABLE})", random_table), v)
+                 for p, (c, v) in corpora.items()}
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     data = {(id(v), t): labelled(site_a, v, outcomes, t) for v in (vocab, flat) for t in targets}
     for t in targets:
@@ -207,9 +225,9 @@ def main() -> None:
 
     def cell(name: str, pretraining: str, labels, task: str = "classification", target: str = "onset",
              arch: str = "time_aware") -> None:
-        state, v = states[pretraining] if arch == "time_aware" else (None, vocab)
+        m, state, v = arms.get((name, pretraining), (model, None, vocab))
         d = data[(id(v), target)] if task == "classification" else labelled(site_a, v, outcomes, target)
-        m = dataclasses.replace(model, model=arch)
+        m = dataclasses.replace(m, model=arch)
         t0 = time.perf_counter()
         res = evaluate(d, task=task, model=m, config=ft_cfg, n_tokens=len(v),
                        init=v.embedding_init(), pretrained=state,
@@ -220,13 +238,13 @@ def main() -> None:
                "summary": s, "folds": res.folds.to_dict(orient="records")}
         results["cells"].append(row)
         keys = ("auroc", "auprc") if task == "classification" else ("rmse", "r2")
-        print(f"{name:12s} {pretraining:28s} {row['labels']:>5s} {target:6s} n_train {row['n_train']:5d} "
+        print(f"{name:26s} {pretraining:28s} {row['labels']:>5s} {target:6s} n_train {row['n_train']:5d} "
               + " ".join(f"{k} {fmt(s, k)}" for k in keys) + f"  ({row['seconds']:.0f} s)", flush=True)
 
     for t in targets:
         for labels in (None, 0.1, args.small):
-            for pretraining in states:
-                cell("time-aware", pretraining, labels, target=t)
+            for name, pretraining in arms:
+                cell(name, pretraining, labels, target=t)
         if not args.skip_baselines:
             for labels in (None, args.small):
                 for arch in BASELINES:
@@ -238,10 +256,10 @@ def main() -> None:
                        labels=label_name(labels),
                        seconds=time.perf_counter() - t0)
             results["cells"].append(row)
-            print(f"{'logistic':12s} {'none':28s} {row['labels']:>5s} {t:6s} n_train {row['n_train']:5d} "
+            print(f"{'logistic':26s} {'none':28s} {row['labels']:>5s} {t:6s} n_train {row['n_train']:5d} "
                   f"auroc {fmt(row['summary'], 'auroc')} auprc {fmt(row['summary'], 'auprc')}", flush=True)
     for pretraining in () if args.skip_regression else ("none", "target+aux, harmonised"):
-        cell("time-aware", pretraining, None, task="regression", target="burden")
+        cell(TIME_AWARE, pretraining, None, task="regression", target="burden")
 
     # inference throughput of the time-aware model
     enc = make_encoder(model, len(vocab), vocab.embedding_init())
@@ -270,10 +288,14 @@ def main() -> None:
         def find(model: str, pretraining: str, labels: str, cells=cells):  # noqa: ANN202
             return next((r for r in cells if (r["model"], r["pretraining"], r["labels"]) == (model, pretraining, labels)), None)
 
-        pairs = [(("time-aware", p), ("time-aware", "none")) for p in list(states)[1:]]
-        pairs += [(("time-aware", "target+aux, harmonised"), ("time-aware", "target")),
-                  (("time-aware", "target+aux, harmonised"), ("time-aware", "target+aux, not harmonised")),
-                  (("time-aware", "none"), ("transformer", "none"))]
+        pairs = []
+        for enc in (TIME_AWARE, RANDOM_TABLE):
+            pairs += [((enc, p), (enc, "none")) for p in corpora]
+            pairs += [((enc, "target+aux, harmonised"), (enc, "target")),
+                      ((enc, "target+aux, harmonised"), (enc, "target+aux, not harmonised"))]
+        pairs += [((TIME_AWARE, "none"), (RANDOM_TABLE, "none")),  # the hierarchy's code table alone
+                  ((TIME_AWARE, "target+aux, harmonised"), (RANDOM_TABLE, "none")),  # all of mash vs neither
+                  ((TIME_AWARE, "none"), ("transformer", "none"))]
         for labels in ("100%", "10%", str(args.small)):
             for a, b in pairs:
                 ra, rb = find(*a, labels), find(*b, labels)
