@@ -101,15 +101,22 @@ def target_history(site: Site, vocab: Vocabulary, outcomes: Path):  # noqa: ANN2
     return cut.subset(cut.nonempty())
 
 
-def bag_of_codes(seqs, n_tokens: int):  # noqa: ANN001, ANN201
-    """(patients, n_tokens + 1) sparse features: distinct tokens of the history, log visits."""
+def token_counts(seqs, n_tokens: int):  # noqa: ANN001, ANN201
+    """Token counts of each patient's history, sparse, shape (patients, n_tokens)."""
     import scipy.sparse as sp
 
     tok_ptr = seqs.code_ptr[seqs.visit_ptr]  # (P + 1,) token range of each patient
     rows = np.repeat(np.arange(len(seqs)), np.diff(tok_ptr))
-    x = sp.csr_matrix((np.ones(rows.size), (rows, seqs.tokens[tok_ptr[0]:tok_ptr[-1]])),
-                      shape=(len(seqs), n_tokens))
-    x.data[:] = 1.0  # duplicates were summed: presence only
+    return sp.csr_matrix((np.ones(rows.size), (rows, seqs.tokens[tok_ptr[0]:tok_ptr[-1]])),
+                         shape=(len(seqs), n_tokens))
+
+
+def bag_of_codes(seqs, n_tokens: int):  # noqa: ANN001, ANN201
+    """(patients, n_tokens + 1) sparse features: distinct tokens of the history, log visits."""
+    import scipy.sparse as sp
+
+    x = token_counts(seqs, n_tokens)
+    x.data[:] = 1.0  # presence only
     visits = np.log1p(np.diff(seqs.visit_ptr))[:, None]
     return sp.hstack([x, sp.csr_matrix(visits)]).tocsr()
 

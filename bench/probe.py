@@ -36,30 +36,29 @@ import time
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pretrain import OUT, bag_of_codes, label_name, labelled, prepare, target_history  # noqa: E402
+from pretrain import (  # noqa: E402
+    OUT,
+    bag_of_codes,
+    label_name,
+    labelled,
+    prepare,
+    target_history,
+    token_counts,
+)
 
 from mash.models.config import ModelConfig, PretrainConfig  # noqa: E402
 from mash.models.registry import make_encoder  # noqa: E402
 from mash.models.splits import evaluation_splits  # noqa: E402
 from mash.models.train import embed_patients, pretrain  # noqa: E402
-from mash.sequences import Sequences, build_sequences, concat  # noqa: E402
+from mash.sequences import build_sequences, concat  # noqa: E402
 from mash.sites import Site  # noqa: E402
 from mash.synth import simulate_latent  # noqa: E402
 from mash.vocab import Vocabulary  # noqa: E402
 
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
-
-
-def token_counts(seqs: Sequences, n_tokens: int) -> sp.csr_matrix:
-    """Token counts per patient, shape (len(seqs), n_tokens)."""
-    tok_ptr = seqs.code_ptr[seqs.visit_ptr]
-    rows = np.repeat(np.arange(len(seqs)), np.diff(tok_ptr))
-    return sp.csr_matrix((np.ones(rows.size), (rows, seqs.tokens[tok_ptr[0]:tok_ptr[-1]])),
-                         shape=(len(seqs), n_tokens))
 
 
 def probe(x, y: np.ndarray, folds: int, seed: int, labels) -> np.ndarray:  # noqa: ANN001
@@ -151,7 +150,7 @@ def main() -> None:
             "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
             "args": vars(args), "total_s": time.perf_counter() - t_start}
     OUT.mkdir(exist_ok=True)
-    (OUT / f"probe_{args.seed}.json").write_text(json.dumps({"rows": rows, "meta": meta}, indent=1))
+    (OUT / f"probe_{args.patients}_{args.seed}.json").write_text(json.dumps({"rows": rows, "meta": meta}, indent=1))
     small = str(args.small)
     print(f"\n| target | representation | dims | probe AUROC 100% | probe AUROC {small} |\n|---|---|---|---|---|")
     for r in rows:
