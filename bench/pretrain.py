@@ -53,7 +53,7 @@ from mash.hyperbolic.build import build_hierarchy
 from mash.hyperbolic.hierarchy import Hierarchy
 from mash.models.config import FinetuneConfig, ModelConfig, PretrainConfig
 from mash.models.experiment import evaluate
-from mash.models.outcomes import Labelled, attach_outcomes, read_outcomes
+from mash.models.outcomes import Labelled, attach_outcomes, cut_at_index, read_outcomes
 from mash.models.registry import make_encoder
 from mash.models.train import embed_patients, pick_device, pretrain
 from mash.sequences import build_sequences, concat
@@ -91,14 +91,7 @@ def labelled(site: Site, vocab: Vocabulary, outcomes: Path, target: str) -> Labe
 
 def target_history(site: Site, vocab: Vocabulary, outcomes: Path):  # noqa: ANN201
     """Site A's records cut at each patient's index time (for target-site pretraining)."""
-    seqs = build_sequences(site, vocab)
-    table = read_outcomes(outcomes, "onset")
-    pos = pd.Index(seqs.subjects).get_indexer(table["subject_id"])
-    day = np.full(len(seqs), np.inf)
-    ok = (pos >= 0) & np.isfinite(table["index_day"].to_numpy())
-    day[pos[ok]] = table["index_day"].to_numpy()[ok]
-    cut = seqs.until(day)
-    return cut.subset(cut.nonempty())
+    return cut_at_index(build_sequences(site, vocab), read_outcomes(outcomes, None))
 
 
 def token_counts(seqs, n_tokens: int):  # noqa: ANN001, ANN201

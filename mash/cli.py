@@ -94,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="back concepts seen fewer times off to their nearest frequent ancestor")
     pt.add_argument("--no-harmonize", action="store_true",
                     help="one token per (site, code): no sharing across sites (a baseline)")
+    pt.add_argument("--until-index", action="store_true",
+                    help="cut each site's records at the index times of SITE_DIR/outcomes.csv, where "
+                         "present, so that no outcome window enters pretraining")
     model_options(pt)
     train_options(pt, epochs=10)
 
@@ -228,11 +231,17 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     m = pretrain_sites(
         args.sites, args.hierarchy, args.out, model=_model_config(args),
         config=PretrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed),
-        min_count=args.min_count, harmonize=not args.no_harmonize, device=args.device, quiet=args.quiet,
+        min_count=args.min_count, harmonize=not args.no_harmonize, until_index=args.until_index,
+        device=args.device, quiet=args.quiet,
     )
     for name, st in m["counts"]["sites"].items():
         _say(args.quiet, f"{name}: {st['n_patients']} patients, {st['n_visits']} visits, "
              f"{st['n_unknown_events']} of {st['n_events']} events with codes unknown to the vocabulary ([UNK])")
+        if "n_index_times" in st:
+            _say(args.quiet, f"{name}: cut at {st['n_index_times']} index times: {st['n_visits_after_cutoff']} "
+                 f"visits after them dropped, {st['n_empty_after_cutoff']} patients left without a visit removed")
+        elif args.until_index:
+            _say(args.quiet, f"{name}: no outcomes.csv, records used whole")
     first, last = m["losses"]["first_epoch"], m["losses"]["last_epoch"]
     _say(args.quiet, "losses, first → last epoch: " + ", ".join(
         f"{k} {first[k]:.3f} → {last[k]:.3f}" for k in ("contrastive", "masked_visit", "reasonable")))

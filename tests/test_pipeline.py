@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mash.cli import main
-from mash.models.outcomes import attach_outcomes, read_outcomes
+from mash.models.outcomes import attach_outcomes, cut_at_index, read_outcomes
 from mash.sequences import build_sequences
 from mash.sites import Site
 from mash.vocab import Vocabulary
@@ -154,3 +154,37 @@ def test_finetune_hierarchy_must_match_checkpoint(capsys, checkpoint, sample_dir
     err = _err(capsys, ["finetune", str(sample_dir / "site_A"), "--checkpoint", str(checkpoint),
                         "--hierarchy", str(other), "--target", "onset", "--out", str(tmp_path / "o")])
     assert "does not match the checkpoint" in err and "other.graphml" in err
+
+
+def test_cut_at_index_drops_only_what_follows_an_index_time(sample_hierarchy_file, tmp_path):
+    codes = pd.DataFrame({"code": ["A021", "I10"], "description": ["Salmonella sepsis", "Hypertension"]})
+    events = pd.DataFrame({
+        "subject_id": ["p1", "p1", "p2", "p3", "p4", "p4"],
+        "time": pd.to_datetime(["2020-01-01", "2020-06-01", "2020-03-01", "2020-05-01", "2020-01-01", "2020-02-01"]),
+        "code": ["A021", "I10", "I10", "A021", "I10", "A021"],
+    })
+    seqs = build_sequences(Site.from_frames("site_B", codes, events),
+                           Vocabulary.from_hierarchy(sample_hierarchy_file))
+    path = tmp_path / "o.csv"  # no label column needed: only subjects and index times
+    path.write_text("subject_id,index_time\np1,2020-02-01\np2,2020-01-01\np3,\np9,2020-01-01\n")
+    cut = cut_at_index(seqs, read_outcomes(path, None))
+    # p1 loses June; p2 has nothing before its index (removed); p3 has no index time, p4 is not
+    # listed: both kept whole; p9 has no record
+    assert list(cut.subjects) == ["p1", "p3", "p4"] and cut.n_visits().tolist() == [1, 1, 2]
+    assert cut.stats["n_index_times"] == 2 and cut.stats["n_visits_after_cutoff"] == 2
+    assert cut.stats["n_empty_after_cutoff"] == 1
+
+
+def test_pretrain_until_index_keeps_outcome_windows_out(sample_dir, sample_hierarchy_file, tmp_path, capsys):
+    out = tmp_path / "cut"
+    assert main(["pretrain", str(sample_dir / "site_A"), "--hierarchy", str(sample_hierarchy_file),
+                 "--out", str(out), "--epochs", "1", "--until-index", *SMALL[:-1]]) == 0
+    assert "site_A: cut at" in capsys.readouterr().err
+    m = json.loads((out / "manifest.json").read_text())
+    st = m["counts"]["sites"]["site_A"]
+    table = read_outcomes(sample_dir / "site_A" / "outcomes.csv", None)
+    assert m["parameters"]["until_index"] is True
+    assert st["n_index_times"] == int(np.isfinite(table["index_day"]).sum()) > 0
+    whole = build_sequences(Site.load(sample_dir / "site_A"), Vocabulary.load(out / "vocab.json"))
+    assert st["n_visits"] + st["n_visits_after_cutoff"] == whole.stats["n_visits"]
+    assert st["n_patients"] + st["n_empty_after_cutoff"] == len(whole)

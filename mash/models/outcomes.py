@@ -17,17 +17,17 @@ import pandas as pd
 from mash.errors import MashInputError
 from mash.sequences import Sequences
 
-__all__ = ["Labelled", "attach_outcomes", "infer_task", "read_outcomes"]
+__all__ = ["Labelled", "attach_outcomes", "cut_at_index", "infer_task", "read_outcomes"]
 
 
-def read_outcomes(path: str | Path, target: str) -> pd.DataFrame:
+def read_outcomes(path: str | Path, target: str | None) -> pd.DataFrame:
     """Read ``subject_id``, ``index_time`` (optional) and the ``target`` column.
 
     Parameters
     ----------
     path : str or Path
-    target : str
-        The label column.
+    target : str or None
+        The label column; None reads only subjects and index times (``label`` all NaN).
 
     Returns
     -------
@@ -51,7 +51,7 @@ def read_outcomes(path: str | Path, target: str) -> pd.DataFrame:
     raw.columns = [c.strip() for c in raw.columns]
     if "subject_id" not in raw.columns and "patient_id" in raw.columns:
         raw = raw.rename(columns={"patient_id": "subject_id"})
-    for col in ("subject_id", target):
+    for col in ("subject_id", target) if target is not None else ("subject_id",):
         if col not in raw.columns:
             labels = [c for c in raw.columns if c not in ("subject_id", "index_time")]
             raise MashInputError(
@@ -68,7 +68,7 @@ def read_outcomes(path: str | Path, target: str) -> pd.DataFrame:
         raise MashInputError(
             f"subject {subject[dup].iloc[0]!r} appears twice", file=path, row=row, column="subject_id"
         )
-    text = raw[target].str.strip()
+    text = raw[target].str.strip() if target is not None else pd.Series("", index=raw.index)
     label = pd.to_numeric(text.where(text != ""), errors="coerce")
     bad = label.isna() & (text != "")
     if bad.any():
@@ -118,6 +118,35 @@ class Labelled:
     seqs: Sequences
     labels: np.ndarray
     stats: dict = field(default_factory=dict)
+
+
+def cut_at_index(seqs: Sequences, outcomes: pd.DataFrame) -> Sequences:
+    """Drop the visits after each listed patient's index time (for pretraining).
+
+    Patients absent from ``outcomes``, or listed without an index time, keep every visit;
+    patients left with no visit are removed. Nothing from an outcome window then reaches
+    a pretrained encoder that is later fine-tuned on those outcomes.
+
+    Parameters
+    ----------
+    seqs : Sequences
+    outcomes : DataFrame
+        As returned by :func:`read_outcomes` (``subject_id``, ``index_day``).
+
+    Returns
+    -------
+    Sequences
+        ``stats`` gains ``n_visits_after_cutoff`` and ``n_empty_after_cutoff`` (see
+        :meth:`Sequences.until`) and ``n_index_times`` (patients cut at one).
+    """
+    pos = pd.Index(seqs.subjects).get_indexer(outcomes["subject_id"])
+    index_day = outcomes["index_day"].to_numpy(float)
+    ok = (pos >= 0) & np.isfinite(index_day)
+    day = np.full(len(seqs), np.inf)
+    day[pos[ok]] = index_day[ok]
+    cut = seqs.until(day)
+    cut.stats["n_index_times"] = int(ok.sum())
+    return cut.subset(cut.nonempty())
 
 
 def attach_outcomes(seqs: Sequences, outcomes: pd.DataFrame) -> Labelled:

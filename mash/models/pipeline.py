@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from mash._io import sha256_file, write_csv, write_json, write_text
 from mash._version import __version__
@@ -38,16 +39,31 @@ def _load_hierarchy(path: str | Path) -> tuple[Hierarchy, str]:
     return Hierarchy.load(path), sha256_file(path)
 
 
-def load_site_sequences(sites: Sequence[Site], vocab: Vocabulary) -> tuple[Sequences, dict[str, Any]]:
+def load_site_sequences(
+    sites: Sequence[Site],
+    vocab: Vocabulary,
+    outcomes: Sequence[pd.DataFrame | None] | None = None,
+) -> tuple[Sequences, dict[str, Any]]:
     """Encode every site's events with ``vocab`` and concatenate them.
+
+    Parameters
+    ----------
+    sites : sequence of Site
+    vocab : Vocabulary
+    outcomes : sequence of (DataFrame or None), optional
+        One per site (:func:`mash.models.outcomes.read_outcomes`): that site's records
+        are cut at its patients' index times (:func:`~mash.models.outcomes.cut_at_index`).
 
     Returns
     -------
     seqs : Sequences
     stats : dict
         Per site: patients, visits, events, events whose code is unknown to the
-        vocabulary (encoded as ``[UNK]``).
+        vocabulary (encoded as ``[UNK]``); with a cut, the index times applied, the visits
+        dropped after them and the patients left without a visit (removed).
     """
+    from mash.models.outcomes import cut_at_index
+
     parts = [build_sequences(site, vocab) for site in sites]
     for site, part in zip(sites, parts, strict=True):
         if part.stats.get("n_events", 0) and part.stats.get("n_unknown_events", 0) == part.stats["n_events"]:
@@ -56,6 +72,8 @@ def load_site_sequences(sites: Sequence[Site], vocab: Vocabulary) -> tuple[Seque
                 "built from an alignment that includes this site?",
                 file=site.source.get("events"),
             )
+    if outcomes is not None:
+        parts = [p if o is None else cut_at_index(p, o) for p, o in zip(parts, outcomes, strict=True)]
     stats = {site.name: dict(part.stats) for site, part in zip(sites, parts, strict=True)}
     return (parts[0] if len(parts) == 1 else concat(parts)), stats
 
@@ -69,6 +87,7 @@ def pretrain_sites(
     config: PretrainConfig | None = None,
     min_count: int = 1,
     harmonize: bool = True,
+    until_index: bool = False,
     device: str | None = None,
     quiet: bool = True,
 ) -> dict[str, Any]:
@@ -88,6 +107,10 @@ def pretrain_sites(
         Back rare concepts off to their nearest frequent ancestor.
     harmonize : bool
         False gives every (site, code) its own token (the no-harmonisation baseline).
+    until_index : bool
+        Cut each site's records at the index times of ``SITE_DIR/outcomes.csv`` (sites
+        without one are used whole), so that a site's outcome windows never reach an
+        encoder that will be fine-tuned on them.
     device : str, optional
         ``auto`` (default: a GPU when present), ``cpu``, ``cuda``, …
     quiet : bool
@@ -109,7 +132,13 @@ def pretrain_sites(
     vocab = Vocabulary.from_hierarchy(
         tree, counts=code_counts(sites), min_count=min_count, harmonize=harmonize
     )
-    seqs, seq_stats = load_site_sequences(sites, vocab)
+    outcomes = None
+    if until_index:
+        from mash.models.outcomes import read_outcomes
+
+        files = [Path(d) / "outcomes.csv" for d in site_dirs]
+        outcomes = [read_outcomes(f, None) if f.is_file() else None for f in files]
+    seqs, seq_stats = load_site_sequences(sites, vocab, outcomes)
     t_data = time.perf_counter() - t0
     init = vocab.embedding_init() if model.init else None
     import torch
@@ -128,6 +157,7 @@ def pretrain_sites(
             "pretrain": dataclasses.asdict(config),
             "min_count": min_count,
             "harmonize": harmonize,
+            "until_index": until_index,
             "device": str(pick_device(device)),
         },
         "inputs": {
