@@ -188,3 +188,18 @@ def test_pretrain_until_index_keeps_outcome_windows_out(sample_dir, sample_hiera
     whole = build_sequences(Site.load(sample_dir / "site_A"), Vocabulary.load(out / "vocab.json"))
     assert st["n_visits"] + st["n_visits_after_cutoff"] == whole.stats["n_visits"]
     assert st["n_patients"] + st["n_empty_after_cutoff"] == len(whole)
+
+
+def test_pretrain_until_index_bad_outcomes_is_one_line(capsys, sample_dir, sample_hierarchy_file, tmp_path):
+    import shutil
+
+    site = tmp_path / "site_A"
+    shutil.copytree(sample_dir / "site_A", site)
+    lines = (site / "outcomes.csv").read_text().splitlines()
+    head, row = lines[0].split(","), lines[2].split(",")
+    row[head.index("index_time")] = "not-a-date"
+    lines[2] = ",".join(row)
+    (site / "outcomes.csv").write_text("\n".join(lines) + "\n")
+    err = _err(capsys, ["pretrain", str(site), "--hierarchy", str(sample_hierarchy_file),
+                        "--out", str(tmp_path / "o"), "--until-index", *SMALL])
+    assert "outcomes.csv" in err and "not-a-date" in err and "index_time" in err and "2" in err
