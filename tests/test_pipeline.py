@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from mash._io import sha256_file
 from mash.cli import main
 from mash.models.outcomes import attach_outcomes, cut_at_index, read_outcomes
 from mash.sequences import build_sequences
@@ -184,6 +185,7 @@ def test_pretrain_until_index_keeps_outcome_windows_out(sample_dir, sample_hiera
     st = m["counts"]["sites"]["site_A"]
     table = read_outcomes(sample_dir / "site_A" / "outcomes.csv", None)
     assert m["parameters"]["until_index"] is True
+    assert m["inputs"]["outcomes"]["site_A"]["sha256"] == sha256_file(sample_dir / "site_A" / "outcomes.csv")
     assert st["n_index_times"] == int(np.isfinite(table["index_day"]).sum()) > 0
     whole = build_sequences(Site.load(sample_dir / "site_A"), Vocabulary.load(out / "vocab.json"))
     assert st["n_visits"] + st["n_visits_after_cutoff"] == whole.stats["n_visits"]

@@ -132,12 +132,14 @@ def pretrain_sites(
     vocab = Vocabulary.from_hierarchy(
         tree, counts=code_counts(sites), min_count=min_count, harmonize=harmonize
     )
-    outcomes = None
+    outcomes, outcome_files = None, {}
     if until_index:
         from mash.models.outcomes import read_outcomes
 
         files = [Path(d) / "outcomes.csv" for d in site_dirs]
         outcomes = [read_outcomes(f, None) if f.is_file() else None for f in files]
+        outcome_files = {s.name: {"path": str(f), "sha256": sha256_file(f)}
+                         for s, f in zip(sites, files, strict=True) if f.is_file()}
     seqs, seq_stats = load_site_sequences(sites, vocab, outcomes)
     t_data = time.perf_counter() - t0
     init = vocab.embedding_init() if model.init else None
@@ -163,6 +165,7 @@ def pretrain_sites(
         "inputs": {
             "hierarchy": {"path": str(hierarchy), "sha256": tree_sha},
             "sites": {s.name: {"path": str(p), "hashes": s.input_hashes} for s, p in zip(sites, site_dirs, strict=True)},
+            "outcomes": outcome_files,  # the index times of --until-index
         },
         "counts": {
             "tokens": len(vocab),
