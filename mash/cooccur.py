@@ -108,6 +108,8 @@ class CooccurrenceResult:
     @property
     def events_per_second(self) -> float:
         """Input events processed per second of wall time."""
+        if self.n_events == 0:
+            return 0.0
         return self.n_events / self.seconds if self.seconds > 0 else float("inf")
 
 
@@ -772,9 +774,12 @@ def svd_embeddings(matrix: sp.spmatrix | np.ndarray, dim: int = 64, seed: int = 
 
     Notes
     -----
-    Matrices with ``min(shape) <= 512`` or ``dim >= min(shape) - 1`` use a dense
-    ``numpy.linalg.svd``; larger ones ``scipy.sparse.linalg.svds`` (ARPACK) with a seeded
-    start vector, falling back to the dense SVD if ARPACK does not converge.
+    All-zero rows and columns are dropped before the SVD (which is exact: they carry no
+    singular mass), so a large code list of which few codes have events -- a reference
+    listing a whole vocabulary -- costs what its active codes cost. The remaining
+    matrix uses a dense ``numpy.linalg.svd`` when ``min(shape) <= 512`` or
+    ``dim >= min(shape) - 1``, otherwise ``scipy.sparse.linalg.svds`` (ARPACK) with a
+    seeded start vector, falling back to the dense SVD if ARPACK does not converge.
 
     Examples
     --------
@@ -791,11 +796,16 @@ def svd_embeddings(matrix: sp.spmatrix | np.ndarray, dim: int = 64, seed: int = 
     m.eliminate_zeros()
     n_rows, n_cols = m.shape
     out = np.zeros((n_rows, dim), dtype=np.float32)
-    k_max = min(n_rows, n_cols)
-    if m.nnz == 0 or k_max == 0:
+    if m.nnz == 0 or min(n_rows, n_cols) == 0:
         return out
     if not np.isfinite(m.data).all():
         raise MashInputError("matrix has non-finite entries")
+    # Only rows and columns with entries carry singular mass: factorise those alone.
+    rows = np.flatnonzero(np.diff(m.indptr) > 0)
+    cols = np.flatnonzero(np.bincount(m.indices, minlength=n_cols) > 0)
+    if len(rows) < n_rows or len(cols) < n_cols:
+        m = m[rows][:, cols]
+    k_max = min(m.shape)
     k = min(dim, k_max)
     u = s = None
     if k_max > 512 and k < k_max - 1:
@@ -812,9 +822,8 @@ def svd_embeddings(matrix: sp.spmatrix | np.ndarray, dim: int = 64, seed: int = 
     u = _sign_fix(u[:, :rank])
     emb = u * np.sqrt(s[:rank])
     norms = np.linalg.norm(emb, axis=1)
-    has_row = np.diff(m.indptr) > 0
-    ok = has_row & (norms > 1e-12 * max(float(norms.max()), 1e-300))
-    out[ok, :rank] = emb[ok] / norms[ok, None]
+    ok = norms > 1e-12 * max(float(norms.max()), 1e-300)
+    out[rows[ok], :rank] = emb[ok] / norms[ok, None]
     return out
 
 

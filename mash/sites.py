@@ -7,6 +7,11 @@ contract)::
       codes.csv   | codes.parquet   | metadata/codes.parquet (MEDS)
       events.csv  | events.parquet  | data/**/*.parquet      (MEDS shards)
 
+The events are optional: a site with a code list and no events file (or an events
+table with a header and no rows) is a *text-only* site, e.g. a reference that lists a
+whole standard vocabulary. It loads with zero events, its codes can only be aligned
+by their descriptions, and :attr:`Site.report` says so (``no_events``).
+
 :meth:`Site.load` reads it, checks it and returns a :class:`Site` whose tables have
 fixed columns and dtypes. Every problem that makes the data unusable raises a
 :class:`~mash.errors.MashInputError` naming the file, the 1-based data row (the
@@ -94,10 +99,13 @@ class Site:
         ``codes``) and ``numeric_value`` (``float64``, NaN where absent). Sorted by
         ``(subject_id, time, code, numeric_value)`` with text compared by code
         point and NaN last; exact duplicates are collapsed, so the order does not
-        depend on the input's row order.
-    source : dict of str to str
+        depend on the input's row order. Zero rows, with these columns and dtypes,
+        for a text-only site.
+    source : dict of str to (str or None)
         ``{"codes": path, "events": path}`` as read (``"<codes>"``/``"<events>"``
-        for :meth:`from_frames`; the ``data/`` folder for MEDS shards).
+        for :meth:`from_frames`; the ``data/`` folder for MEDS shards); ``"events"``
+        is None when the site has no events file (or :meth:`from_frames` got no
+        events frame).
     input_hashes : dict of str to str
         SHA-256 of every file read, keyed by path (for :meth:`from_frames`, of the
         validated tables, keyed ``"<codes>"``/``"<events>"``).
@@ -106,11 +114,16 @@ class Site:
         and kept), ``unknown_event_codes``, ``duplicate_events``,
         ``non_numeric_values``, ``static_events``, ``unknown_parents``,
         ``self_parents``, ``parent_cycles``, ``multiple_parents``,
-        ``unknown_domains``, ``trimmed_whitespace`` and ``blank_optional_values``;
-        each of the latter is a dict with at least ``rows`` (how many rows, or
-        values) and ``action`` (what was done), and where useful
-        ``distinct_codes``, ``examples`` (at most 5, most frequent first) and
-        ``by_column``.
+        ``unknown_domains``, ``trimmed_whitespace``, ``blank_optional_values`` and
+        ``codes_without_events`` (codes listed but in no kept event: normal, kept,
+        not warned about; its examples are the first in code order); each of the
+        latter is a dict with at least ``rows`` (how many rows, or values) and
+        ``action`` (what was done), and where useful ``distinct_codes``,
+        ``examples`` (at most 5, most frequent first) and ``by_column``. A
+        text-only site also has
+        ``no_events``: ``{"rows": 0, "action": "text only: ...", "reason": ...}``
+        (the reason says whether the events file is missing or empty), announced
+        with one :class:`SiteDataWarning`.
 
     Examples
     --------
@@ -144,9 +157,10 @@ class Site:
         ----------
         path : str or Path
             The site directory. It holds ``codes.csv`` or ``codes.parquet`` (or,
-            MEDS-style, ``metadata/codes.parquet``) and ``events.csv`` or
-            ``events.parquet`` (or, MEDS-style, a ``data/`` folder of Parquet
-            shards, possibly nested).
+            MEDS-style, ``metadata/codes.parquet``) and, optionally, ``events.csv``
+            or ``events.parquet`` (or, MEDS-style, a ``data/`` folder of Parquet
+            shards, possibly nested). Without events (no events file, or one with
+            a header and no rows) the site is text-only: zero events.
         name : str, optional
             The site's name; the directory's name by default.
 
@@ -157,15 +171,18 @@ class Site:
         Raises
         ------
         MashInputError
-            When a file is missing, unreadable, binary or not UTF-8, lacks a required
-            column, or holds an empty code, description, subject or time, an
-            unparseable time, a duplicate code, or no usable rows. The message
-            names the file, the data row and the column.
+            When the codes file is missing, a file is unreadable, binary or not
+            UTF-8, lacks a required column, or holds an empty code, description,
+            subject or time, an unparseable time, a duplicate code, or no usable
+            rows (no codes; events that are all static or all of unlisted codes;
+            a MEDS ``data/`` folder without shards). The message names the file,
+            the data row and the column.
 
         Warns
         -----
         SiteDataWarning
-            One per kind of repaired or skipped rows, with counts.
+            One per kind of repaired or skipped rows, with counts, and one for a
+            text-only site (no events).
         """
         root = Path(path)
         if not root.exists():
@@ -180,12 +197,12 @@ class Site:
         hashes: dict[str, str] = {}
         codes_piece = _read_table(codes_path, _CODES_SPEC)
         hashes[str(codes_path)] = sha256_file(codes_path)
+        event_pieces: list[_Piece] = []
         if shards:
-            event_pieces = []
             for shard in shards:
                 event_pieces.append(_read_table(shard, _EVENTS_SPEC))
                 hashes[str(shard)] = sha256_file(shard)
-        else:
+        elif events_path is not None:
             event_pieces = [_read_table(events_path, _EVENTS_SPEC)]
             hashes[str(events_path)] = sha256_file(events_path)
 
@@ -194,13 +211,18 @@ class Site:
             site_name,
             codes_piece,
             event_pieces,
-            source={"codes": str(codes_path), "events": str(events_path)},
+            source={
+                "codes": str(codes_path),
+                "events": None if events_path is None else str(events_path),
+            },
             input_hashes=dict(sorted(hashes.items())),
             static_ok=bool(shards),
         )
 
     @classmethod
-    def from_frames(cls, name: str, codes: pd.DataFrame, events: pd.DataFrame) -> Site:
+    def from_frames(
+        cls, name: str, codes: pd.DataFrame, events: pd.DataFrame | None
+    ) -> Site:
         """Validate in-memory tables exactly as :meth:`load` validates files.
 
         Parameters
@@ -210,9 +232,11 @@ class Site:
         codes : pandas.DataFrame
             Columns as ``codes.csv``: ``code``, ``description`` and optionally
             ``domain`` and ``parent`` (or a ``parent_codes`` list column).
-        events : pandas.DataFrame
+        events : pandas.DataFrame or None
             Columns as ``events.csv``: ``subject_id`` (or ``patient_id``), ``time``
             (ISO text or datetimes), ``code`` and optionally ``numeric_value``.
+            None (or a frame with these columns and no rows) gives a text-only
+            site with zero events.
 
         Returns
         -------
@@ -220,23 +244,25 @@ class Site:
             Errors name the files ``<codes>`` and ``<events>``; rows are 1-based
             positions in the frames.
         """
-        if not isinstance(codes, pd.DataFrame) or not isinstance(events, pd.DataFrame):
-            raise MashInputError("codes and events must be pandas DataFrames")
+        if not isinstance(codes, pd.DataFrame) or not (
+            events is None or isinstance(events, pd.DataFrame)
+        ):
+            raise MashInputError("codes and events must be pandas DataFrames (events may be None)")
         site_name = _check_name(name)
         codes_piece = _frame_piece(codes, "<codes>", _CODES_SPEC)
-        events_piece = _frame_piece(events, "<events>", _EVENTS_SPEC)
+        pieces = [] if events is None else [_frame_piece(events, "<events>", _EVENTS_SPEC)]
         site = _assemble(
             cls,
             site_name,
             codes_piece,
-            [events_piece],
-            source={"codes": "<codes>", "events": "<events>"},
+            pieces,
+            source={"codes": "<codes>", "events": None if events is None else "<events>"},
             input_hashes={},
             static_ok=False,
         )
-        site.input_hashes.update(
-            {"<codes>": _frame_hash(site.codes), "<events>": _frame_hash(site.events)}
-        )
+        site.input_hashes["<codes>"] = _frame_hash(site.codes)
+        if events is not None:
+            site.input_hashes["<events>"] = _frame_hash(site.events)
         return site
 
     # ---- views ------------------------------------------------------------------------
@@ -255,6 +281,15 @@ class Site:
     def n_subjects(self) -> int:
         """Number of distinct subjects with at least one event."""
         return int(self.events["subject_id"].nunique())
+
+    @property
+    def n_codes_without_events(self) -> int:
+        """Number of codes listed in :attr:`codes` that no kept event uses.
+
+        All of them for a text-only site; such codes can only be aligned by their
+        descriptions.
+        """
+        return int(np.count_nonzero(self.code_counts() == 0))
 
     def code_counts(self) -> np.ndarray:
         """Events per code.
@@ -318,7 +353,8 @@ def _find_codes(root: Path) -> Path:
     )
 
 
-def _find_events(root: Path) -> tuple[Path, list[Path]]:
+def _find_events(root: Path) -> tuple[Path | None, list[Path]]:
+    """The events file (or MEDS ``data/`` folder and its shards); ``(None, [])`` when absent."""
     flat = [root / "events.csv", root / "events.parquet"]
     found = [p for p in flat if p.is_file()]
     if len(found) > 1:
@@ -336,11 +372,7 @@ def _find_events(root: Path) -> tuple[Path, list[Path]]:
         if not shards:
             raise MashInputError("the MEDS data/ folder holds no .parquet shards", file=data)
         return data, shards
-    raise MashInputError(
-        "no events file: looked for events.csv, events.parquet and a MEDS data/ "
-        "folder of Parquet shards",
-        file=root,
-    )
+    return None, []  # a text-only site: the caller reports it
 
 
 # --------------------------------------------------------------------------------------
@@ -953,17 +985,79 @@ def _assemble(
     codes_piece: _Piece,
     event_pieces: list[_Piece],
     *,
-    source: dict[str, str],
+    source: dict[str, str | None],
     input_hashes: dict[str, str],
     static_ok: bool,
 ) -> Site:
     tally = _Tally()
     codes = _prepare_codes(codes_piece, tally)
+    code_values = pa.array(codes["code"].to_numpy(dtype=object), pa.string())
 
     n_read = sum(p.n_rows for p in event_pieces)
+    if n_read:
+        events = _assemble_events(
+            event_pieces, code_values, tally, source=source, static_ok=static_ok
+        )
+    else:
+        events = _empty_events()
+
+    counts = np.bincount(events["code_idx"].to_numpy(), minlength=len(codes))
+    unused = counts == 0
+    if unused.any():
+        first = np.sort(codes["code"].to_numpy(dtype=object)[unused].astype(str))[:_N_EXAMPLES]
+        tally.add("codes_without_events", int(unused.sum()), dict.fromkeys(first.tolist(), 1))
+    report = _report(tally, n_codes=len(codes), n_read=n_read, n_kept=len(events))
+    if not n_read:
+        report["no_events"] = {
+            "rows": 0,
+            "action": "text only: the site has no events; its codes are aligned by "
+            "description alone",
+            "reason": _no_events_reason(source, event_pieces),
+        }
+    site = cls(
+        name=name,
+        codes=codes,
+        events=events,
+        source=source,
+        input_hashes=input_hashes,
+        report=report,
+    )
+    _warn(site, report)
+    return site
+
+
+def _no_events_reason(source: Mapping[str, str | None], event_pieces: list[_Piece]) -> str:
+    """Why a site has no events: no events file (or frame), or an events table without rows."""
+    if event_pieces:
+        return "the events table has a header but no rows"
+    if source["codes"] == "<codes>":
+        return "no events frame was given"
+    return "no events file: looked for events.csv, events.parquet and a MEDS data/ folder"
+
+
+def _empty_events() -> pd.DataFrame:
+    """The events table of a text-only site: zero rows, the documented columns and dtypes."""
+    return pd.DataFrame(
+        {
+            "subject_id": pd.Series([], dtype=_STRING),
+            "time": pd.Series([], dtype="datetime64[ns]"),
+            "code": pd.Series([], dtype=_STRING),
+            "code_idx": pd.Series([], dtype=np.int32),
+            "numeric_value": pd.Series([], dtype=np.float64),
+        }
+    )
+
+
+def _assemble_events(
+    event_pieces: list[_Piece],
+    code_values: pa.Array,
+    tally: _Tally,
+    *,
+    source: Mapping[str, str | None],
+    static_ok: bool,
+) -> pd.DataFrame:
+    """Validate, map, sort and de-duplicate the events of at least one row."""
     events_label = source["events"]
-    if n_read == 0:
-        raise MashInputError("no events: the events table has no rows", file=events_label)
     ev = _concat_events([_prepare_events(p, tally, static_ok=static_ok) for p in event_pieces])
     if len(ev.time) == 0:
         raise MashInputError(
@@ -971,7 +1065,6 @@ def _assemble(
         )
 
     # Map event codes to rows of the code list; drop (and count) unknown codes.
-    code_values = pa.array(codes["code"].to_numpy(dtype=object), pa.string())
     idx = pc.index_in(ev.code, value_set=code_values)
     code_idx = pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int64)
     unknown = code_idx < 0
@@ -998,7 +1091,7 @@ def _assemble(
 
     code_idx = code_idx[order].astype(np.int32)
     subject_sorted = subject.take(pa.array(order))
-    events = pd.DataFrame(
+    return pd.DataFrame(
         {
             "subject_id": _to_series(subject_sorted),
             "time": pd.Series(time[order], dtype="datetime64[ns]"),
@@ -1007,18 +1100,6 @@ def _assemble(
             "numeric_value": pd.Series(value[order], dtype=np.float64),
         }
     )
-
-    report = _report(tally, n_codes=len(codes), n_read=n_read, n_kept=len(events))
-    site = cls(
-        name=name,
-        codes=codes,
-        events=events,
-        source=source,
-        input_hashes=input_hashes,
-        report=report,
-    )
-    _warn(site, report)
-    return site
 
 
 def _sort_and_dedupe(
@@ -1076,6 +1157,10 @@ _ACTIONS: dict[str, tuple[str, str]] = {
     "unknown_domains": ("kept", f"domain is not one of {', '.join(DOMAINS)}"),
     "trimmed_whitespace": ("stripped", "identifier with surrounding whitespace"),
     "blank_optional_values": ("set to <NA>/NaN", "optional value left blank"),
+    "codes_without_events": (
+        "kept",
+        "code listed in the codes file but in no kept event; aligned by description alone",
+    ),
 }
 _WARNED = (
     "unknown_event_codes",
@@ -1096,6 +1181,7 @@ _WITH_EXAMPLES = (
     "self_parents",
     "parent_cycles",
     "unknown_domains",
+    "codes_without_events",
 )
 
 
@@ -1151,6 +1237,15 @@ def _warn(site: Site, report: dict[str, Any]) -> None:
             + ")"
         ),
     }
+    if "no_events" in report:
+        warnings.warn(
+            f"site {site.name!r}, {site.source['events'] or site.source['codes']}: "
+            f"{report['no_events']['reason']}; "
+            f"loaded as a text-only site: its {site.n_codes} codes are aligned by "
+            "description alone",
+            SiteDataWarning,
+            stacklevel=4,
+        )
     for key in _WARNED:
         entry = report[key]
         if entry["rows"]:
@@ -1167,7 +1262,7 @@ def _warn(site: Site, report: dict[str, Any]) -> None:
                 else site.source["events"]
             )
             if key == "trimmed_whitespace":
-                file = f"{site.source['codes']}, {site.source['events']}"
+                file = ", ".join(f for f in (site.source["codes"], site.source["events"]) if f)
             warnings.warn(
                 f"site {site.name!r}, {file}: {messages[key](entry)}",
                 SiteDataWarning,

@@ -349,3 +349,48 @@ def test_cooccurrence_embeddings_result():
     assert set(emb.stats["seconds"]) == {"counts", "sppmi", "svd"}
     again = cooccurrence_embeddings(subject, time_days, code, 22, dim=6, min_events=20)
     np.testing.assert_array_equal(again.vectors, emb.vectors)
+
+
+# --------------------------------------------------------------------------- codes without events
+
+
+def test_embeddings_of_a_site_without_events():
+    """A text-only site (a code list, no events): zero vectors, nothing reliable, no error."""
+    e = np.array([], dtype=np.int64)
+    emb = cooccurrence_embeddings(e, e.astype(np.float64), e.astype(np.int32), 74_000, dim=16)
+    assert emb.vectors.shape == (74_000, 16) and emb.vectors.dtype == np.float32
+    assert not emb.vectors.any()
+    assert emb.reliable.shape == (74_000,) and emb.reliable.dtype == bool and not emb.reliable.any()
+    assert emb.code_events.shape == (74_000,) and not emb.code_events.any()
+    assert emb.counts.shape == emb.sppmi.shape == (74_000, 74_000)
+    assert emb.counts.nnz == emb.sppmi.nnz == 0
+    assert emb.stats["n_events"] == emb.stats["n_pairs"] == emb.stats["n_reliable"] == 0
+    assert emb.stats["events_per_second"] == 0.0
+    json.dumps(emb.stats, allow_nan=False)
+    assert set(emb.stats["seconds"]) == {"counts", "sppmi", "svd"}
+
+
+def test_codes_without_events_do_not_change_the_others():
+    """Listing many more codes (none with events) leaves the used codes' vectors as they were."""
+    subject, time_days, code = two_cluster_events()
+    small = cooccurrence_embeddings(subject, time_days, code, 20, dim=6, min_events=5)
+    spread = code.astype(np.int64) * 50 + 7  # the 20 codes among 1,000
+    big = cooccurrence_embeddings(subject, time_days, spread, 1_000, dim=6, min_events=5)
+    used = np.arange(20) * 50 + 7
+    np.testing.assert_allclose(big.vectors[used], small.vectors, atol=1e-6)
+    np.testing.assert_array_equal(big.reliable[used], small.reliable)
+    others = np.setdiff1d(np.arange(1_000), used)
+    assert not big.vectors[others].any() and not big.reliable[others].any()
+    assert big.stats["n_reliable"] == small.stats["n_reliable"]
+    assert big.stats["n_pairs"] == small.stats["n_pairs"]
+
+
+def test_svd_ignores_empty_rows_and_columns():
+    rng = np.random.default_rng(1)
+    a = sp.random(40, 30, density=0.3, random_state=2, format="csr")
+    full = sp.lil_matrix((700, 600))
+    r, c = rng.choice(700, 40, replace=False), rng.choice(600, 30, replace=False)
+    full[np.ix_(r, c)] = a.toarray()
+    v = svd_embeddings(full.tocsr(), dim=5)
+    np.testing.assert_allclose(v[r], svd_embeddings(a, dim=5), atol=1e-6)
+    assert not np.delete(v, r, axis=0).any()

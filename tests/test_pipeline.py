@@ -205,3 +205,34 @@ def test_pretrain_until_index_bad_outcomes_is_one_line(capsys, sample_dir, sampl
     err = _err(capsys, ["pretrain", str(site), "--hierarchy", str(sample_hierarchy_file),
                         "--out", str(tmp_path / "o"), "--until-index", *SMALL])
     assert "outcomes.csv" in err and "not-a-date" in err and "index_time" in err and "2" in err
+
+
+def test_text_only_site_is_a_one_line_error(capsys, tmp_path):
+    """A site without events (a code list only) cannot be pretrained or fine-tuned on."""
+    import networkx as nx
+
+    from mash.hyperbolic.hierarchy import Hierarchy
+
+    g = nx.DiGraph()
+    g.add_node("root", kind="root", label="root")
+    for code in ("A", "B"):
+        g.add_node(f"ref:{code}", kind="code", site="ref", code=code, description=code,
+                   concept_id=f"C{code}", label=code)
+        g.add_edge("root", f"ref:{code}")
+    tree = tmp_path / "h.graphml"
+    Hierarchy(g).save(tree)
+    site = tmp_path / "ref"
+    site.mkdir()
+    (site / "codes.csv").write_text("code,description\nA,alpha\nB,beta\n")
+    (site / "outcomes.csv").write_text("subject_id,index_time,onset\nR1,2020-01-01,1\n")
+    for argv in (
+        ["pretrain", str(site), "--hierarchy", str(tree), "--out", str(tmp_path / "p"), "--epochs", "1", *SMALL],
+        ["finetune", str(site), "--hierarchy", str(tree), "--target", "onset", "--out", str(tmp_path / "f"), *SMALL],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        errors = [line for line in err.splitlines() if line.startswith("mash: error:")]
+        assert len(errors) == 1
+        assert "site 'ref' has no events" in errors[0] and str(site / "codes.csv") in errors[0]
+        assert "text-only" in err  # the loader's warning says why

@@ -441,9 +441,144 @@ def test_report_has_every_key(tmp_path):
         "unknown_domains",
         "trimmed_whitespace",
         "blank_optional_values",
+        "codes_without_events",
     ):
         assert site.report[key]["rows"] == 0 or key == "blank_optional_values"
         assert "action" in site.report[key] and "reason" in site.report[key]
+    assert "no_events" not in site.report  # only for a text-only site
+
+
+# --------------------------------------------------------------------------------------
+# Codes without events and text-only sites
+# --------------------------------------------------------------------------------------
+
+
+def test_codes_without_events_are_kept_and_counted(tmp_path):
+    codes = CODES_CSV + "Z99,Never seen,diagnosis,\nA01,Also never seen,diagnosis,\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # normal: no warning
+        site = Site.load(write_site(tmp_path, codes=codes))
+    assert site.n_codes == 6 and site.n_codes_without_events == 2
+    entry = site.report["codes_without_events"]
+    assert entry["rows"] == 2 and entry["examples"] == ["A01", "Z99"]  # code order
+    assert entry["action"] == "kept"
+    assert site.code_counts().tolist()[-2:] == [0, 0]
+    assert site.report["rows"] == {"codes": 6, "events_read": 6, "events": 6}
+
+
+def assert_text_only(site: Site, n_codes: int) -> None:
+    assert (site.n_codes, site.n_events, site.n_subjects) == (n_codes, 0, 0)
+    assert site.n_codes_without_events == n_codes
+    ev = site.events
+    assert list(ev.columns) == ["subject_id", "time", "code", "code_idx", "numeric_value"]
+    assert isinstance(ev.index, pd.RangeIndex)
+    assert ev["subject_id"].dtype == "string" and ev["code"].dtype == "string"
+    assert ev["time"].dtype == np.dtype("datetime64[ns]")
+    assert ev["code_idx"].dtype == np.int32 and ev["numeric_value"].dtype == np.float64
+    subject, days, code = site.event_arrays()
+    assert subject.shape == days.shape == code.shape == (0,)
+    assert (subject.dtype, days.dtype, code.dtype) == (np.int64, np.float64, np.int32)
+    assert site.code_counts().tolist() == [0] * n_codes
+    report = site.report
+    assert report["rows"] == {"codes": n_codes, "events_read": 0, "events": 0}
+    assert report["no_events"]["rows"] == 0
+    assert report["no_events"]["action"].startswith("text only")
+    assert report["codes_without_events"]["rows"] == n_codes
+    for key, entry in report.items():  # every other count is zero
+        if key not in ("rows", "codes_without_events", "blank_optional_values"):
+            assert entry["rows"] == 0, key
+    assert "n_events=0, n_subjects=0" in repr(site)
+
+
+def load_text_only(path: Path) -> tuple[Site, list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        site = Site.load(path)
+    messages = [str(w.message) for w in caught if issubclass(w.category, SiteDataWarning)]
+    return site, messages
+
+
+def test_text_only_site_without_events_file(tmp_path):
+    site_dir = write_site(tmp_path)
+    (site_dir / "events.csv").unlink()
+    site, messages = load_text_only(site_dir)
+    assert_text_only(site, 4)
+    assert site.source == {"codes": str(site_dir / "codes.csv"), "events": None}
+    assert list(site.input_hashes) == [str(site_dir / "codes.csv")]
+    assert "no events file" in site.report["no_events"]["reason"]
+    assert len(messages) == 1  # announced once
+    assert "text-only" in messages[0] and "events.csv" in messages[0]
+    assert "\n" not in messages[0]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "meds"])
+def test_text_only_site_with_header_only_events(tmp_path, fmt):
+    site_dir = write_site(tmp_path, events="subject_id,time,code,numeric_value\n")
+    if fmt != "csv":
+        (site_dir / "events.csv").unlink()
+        empty = pa.table(
+            {
+                "subject_id": pa.array([], pa.string()),
+                "time": pa.array([], pa.timestamp("us")),
+                "code": pa.array([], pa.string()),
+            }
+        )
+        target = site_dir / "events.parquet"
+        if fmt == "meds":
+            (site_dir / "data").mkdir()
+            target = site_dir / "data" / "0.parquet"
+        pq.write_table(empty, target)
+    site, messages = load_text_only(site_dir)
+    assert_text_only(site, 4)
+    assert site.report["no_events"]["reason"] == "the events table has a header but no rows"
+    assert len(messages) == 1 and "header but no rows" in messages[0]
+    assert len(site.input_hashes) == 2
+
+
+def test_text_only_site_from_frames():
+    codes = pd.DataFrame({"code": ["A", "B", "C"], "description": ["a", "b", "c"]})
+    with pytest.warns(SiteDataWarning, match="text-only"):
+        site = Site.from_frames("ref", codes, None)
+    assert_text_only(site, 3)
+    assert site.source == {"codes": "<codes>", "events": None}
+    assert set(site.input_hashes) == {"<codes>"}
+    empty = pd.DataFrame({"subject_id": [], "time": [], "code": []})
+    with pytest.warns(SiteDataWarning, match="header but no rows"):
+        again = Site.from_frames("ref", codes, empty)
+    assert_text_only(again, 3)
+    pd.testing.assert_frame_equal(site.events, again.events)
+
+
+def test_text_only_site_still_checks_its_files(tmp_path):
+    # the events header is still required ...
+    site_dir = write_site(tmp_path, events="subject_id,code\n")
+    assert "missing required column 'time'" in error_of(site_dir)
+    # ... as are the codes
+    site_dir = write_site(tmp_path / "b", codes="code,description\n0010,\n")
+    (site_dir / "events.csv").unlink()
+    assert error_of(site_dir).startswith(f"{site_dir / 'codes.csv'}, row 1, column 'description'")
+
+
+def test_bad_events_stay_errors(tmp_path):
+    """Events that exist but are all unusable are bad input, not a text-only site."""
+    site_dir = write_site(tmp_path, events="subject_id,time,code\n1,2020-01-01,Q1\n")
+    assert "no events left" in error_of(site_dir)
+    site_dir = write_site(tmp_path / "meds")
+    (site_dir / "events.csv").unlink()
+    (site_dir / "data").mkdir()
+    pq.write_table(
+        pa.table(
+            {
+                "subject_id": pa.array(["1"], pa.string()),
+                "time": pa.array([None], pa.timestamp("us")),
+                "code": pa.array(["0010"], pa.string()),
+            }
+        ),
+        site_dir / "data" / "0.parquet",
+    )
+    assert "every event is static" in error_of(site_dir)
+    (site_dir / "data" / "0.parquet").unlink()  # a data/ folder without shards
+    assert "holds no .parquet shards" in error_of(site_dir)
 
 
 # --------------------------------------------------------------------------------------
@@ -464,13 +599,6 @@ def test_error_missing_codes_file(tmp_path):
     msg = error_of(site)
     assert msg.startswith(str(site))
     assert "codes.csv" in msg and "codes.parquet" in msg and "metadata/codes.parquet" in msg
-
-
-def test_error_missing_events_file(tmp_path):
-    site = write_site(tmp_path)
-    (site / "events.csv").unlink()
-    msg = error_of(site)
-    assert "events.csv" in msg and "events.parquet" in msg and "data/" in msg
 
 
 def test_error_both_csv_and_parquet(tmp_path):
@@ -586,10 +714,8 @@ def test_error_wrong_separator(tmp_path):
 def test_error_empty_files(tmp_path):
     site = write_site(tmp_path, codes="code,description\n")
     assert error_of(site).startswith(f"{site / 'codes.csv'}: no codes")
-    site = write_site(tmp_path / "b", events="subject_id,time,code\n")
-    assert error_of(site).startswith(
-        f"{site / 'events.csv'}: no events: the events table has no rows"
-    )
+    site = write_site(tmp_path / "b", events="")
+    assert error_of(site).startswith(f"{site / 'events.csv'}: empty file")
     site = write_site(tmp_path / "c", codes="")
     assert error_of(site).startswith(f"{site / 'codes.csv'}: empty file")
 

@@ -61,9 +61,22 @@ def load_site_sequences(
         Per site: patients, visits, events, events whose code is unknown to the
         vocabulary (encoded as ``[UNK]``); with a cut, the index times applied, the visits
         dropped after them and the patients left without a visit (removed).
+
+    Raises
+    ------
+    MashInputError
+        For a site without events (text-only) or none of whose codes is in ``vocab``.
     """
     from mash.models.outcomes import cut_at_index
 
+    for site in sites:
+        if site.n_events == 0:
+            raise MashInputError(
+                f"site {site.name!r} has no events (a text-only site: "
+                f"{site.report.get('no_events', {}).get('reason', 'no rows')}); pretraining and "
+                "fine-tuning need event histories: leave this site out",
+                file=site.source.get("events") or site.source.get("codes"),
+            )
     parts = [build_sequences(site, vocab) for site in sites]
     for site, part in zip(sites, parts, strict=True):
         if part.stats.get("n_events", 0) and part.stats.get("n_unknown_events", 0) == part.stats["n_events"]:
