@@ -10,7 +10,11 @@ real coding systems:
   ICD-10 codes and several ICD-9 codes can share one ICD-10 code.
 
 The answer key ``gold.csv`` lists, for every site_A code, its GEM targets that occur
-at site_B. The simulator is the benchmark the alignment method is tuned against, so
+at site_B. With ``reference_vocabulary="full"`` site_B's code list is every ICD-10-CM
+code (most without events, as at a hospital that loads the whole standard), and gold
+lists every GEM target of a site_A code. With ``unshared_share > 0`` a share of the
+conditions is never recorded at site_B: their site_A codes (``unshared.csv``) have no
+counterpart there. The simulator is the benchmark the alignment method is tuned against, so
 it is deliberately not easy: prevalence is heavy-tailed (many rare codes), the
 co-occurrence of each code is code-specific, and the two populations differ.
 
@@ -39,7 +43,8 @@ new conditions drawn as
 .. math::
     P(c \\mid p) \\propto \\rho_c\\, \\epsilon^{(s)}_c \\sum_k W_{ck}\\, \\theta_{pk},
 
-where :math:`\\epsilon^{(s)}_c` is site-specific log-normal practice noise. A
+where :math:`\\epsilon^{(s)}_c` is site-specific log-normal practice noise (0 at
+site_B for the unshared conditions, :func:`draw_unshared`). A
 condition first seen at visit :math:`v` is recorded again at each later visit with
 probability :math:`r_c`.
 
@@ -107,7 +112,9 @@ __all__ = [
     "SiteRecords",
     "World",
     "EVENT_CHAPTERS",
+    "REFERENCE_VOCABULARIES",
     "condition_severity",
+    "draw_unshared",
     "event_processes",
     "gold_pairs",
     "icd9_chapter",
@@ -124,6 +131,8 @@ __all__ = [
 
 SITES = ("site_A", "site_B")
 EVENTS_FORMATS = ("csv", "parquet")
+#: What site_B's codes.csv lists: the codes that occur, or every ICD-10-CM 2024 code.
+REFERENCE_VOCABULARIES = ("used", "full")
 DOMAIN = "diagnosis"
 
 # Named random streams, spawned in this order from ``default_rng(seed)``. Append new
@@ -138,6 +147,7 @@ _STREAMS = (
     "coding_site_B",
     "opaque",
     "outcomes",
+    "unshared",
 )
 
 # ICD-9-CM chapters (numeric ranges, then V and E) as (label, first, last).
@@ -242,6 +252,12 @@ class SimulationConfig:
     process_site_sigma : float
         Log-normal sigma of the site-specific noise on the process prior (scaled by
         ``shift``).
+    unshared_share : float
+        Share in [0, 1) of the world's conditions that site_B never records
+        (``round(unshared_share * C)`` of them, drawn by :func:`draw_unshared`): its
+        practice noise :math:`\\epsilon^{(B)}_c` is 0 for them, so its patients draw
+        other conditions instead, while site_A records them as usual. Their site_A
+        codes have no counterpart at site_B. 0 (the default) changes nothing.
     """
 
     n_processes: int = 48
@@ -261,6 +277,7 @@ class SimulationConfig:
     target_concentration: float = 0.6
     shift: float = 1.0
     process_site_sigma: float = 0.5
+    unshared_share: float = 0.0
 
     def __post_init__(self) -> None:
         positive = ("n_processes", "concentration", "target_concentration", "secondary_weight")
@@ -295,6 +312,10 @@ class SimulationConfig:
                 raise MashInputError(
                     f"option {name} must be in [0, 1], got {getattr(self, name)!r}"
                 )
+        if self.unshared_share >= 1:
+            raise MashInputError(
+                f"option unshared_share must be in [0, 1), got {self.unshared_share!r}"
+            )
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> SimulationConfig:
@@ -818,6 +839,44 @@ def site_profiles(
     }
 
 
+def draw_unshared(world: World, *, share: float, rng: np.random.Generator) -> np.ndarray:
+    """Which conditions site_B never records (conditions without a counterpart).
+
+    Parameters
+    ----------
+    world : World
+    share : float
+        :attr:`SimulationConfig.unshared_share`, in [0, 1).
+    rng : numpy.random.Generator
+        The ``unshared`` stream (one ``choice`` call, also when ``share`` is 0).
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (C,)
+        True for ``round(share * C)`` conditions drawn uniformly without replacement.
+
+    Examples
+    --------
+    >>> world = simulate_latent(n_patients=5, n_conditions=40).world
+    >>> int(draw_unshared(world, share=0.25, rng=np.random.default_rng(0)).sum())
+    10
+    """
+    if not 0 <= share < 1:
+        raise MashInputError(f"unshared_share must be in [0, 1), got {share!r}")
+    C = world.n_conditions
+    picked = rng.choice(C, size=int(round(share * C)), replace=False)
+    out = np.zeros(C, dtype=bool)
+    out[picked] = True
+    return out
+
+
+def _without_unshared(profile: SiteProfile, unshared: np.ndarray) -> SiteProfile:
+    """``profile`` with practice noise 0 on the unshared conditions (unchanged when none)."""
+    if not unshared.any():
+        return profile
+    return dataclasses.replace(profile, practice=np.where(unshared, 0.0, profile.practice))
+
+
 # ---------------------------------------------------------------------- patients
 
 
@@ -1055,29 +1114,52 @@ def record_events(
 
 
 def gold_pairs(
-    world: World, records_a: SiteRecords, records_b: SiteRecords
+    world: World,
+    records_a: SiteRecords,
+    records_b: SiteRecords,
+    *,
+    reference_vocabulary: str = "used",
+    unshared: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """GEM pairs whose ICD-9 code occurs at site_A and ICD-10 code occurs at site_B.
+    """The answer key: GEM pairs between a site_A code that occurs and a site_B code.
 
     Parameters
     ----------
     world : World
     records_a, records_b : SiteRecords
-        The ICD-9-CM and the ICD-10-CM site.
+        The ICD-9-CM and the ICD-10-CM site (codes indexing ``world.conditions`` and
+        ``world.targets``).
+    reference_vocabulary : {"used", "full"}
+        ``"used"``: site_B lists only the codes that occur, so a pair needs its ICD-10
+        code to occur at site_B, and an unshared condition has no pair (site_B never
+        records it; a target it shares with another condition is that one's). ``"full"``:
+        site_B lists every ICD-10-CM code, so every GEM target of a site_A code is a
+        pair, unshared conditions included (their targets are listed, without events).
+    unshared : ndarray of bool, shape (C,), optional
+        :func:`draw_unshared`'s conditions; none by default.
 
     Returns
     -------
     condition, target : ndarray of int, shape (n_pairs,)
         Indices into ``world.conditions`` and ``world.targets``.
     """
+    if reference_vocabulary not in REFERENCE_VOCABULARIES:
+        raise MashInputError(
+            f"reference_vocabulary must be one of {', '.join(REFERENCE_VOCABULARIES)}; "
+            f"got {reference_vocabulary!r}"
+        )
     n_targets = np.diff(world.target_ptr)
     cond = np.repeat(np.arange(world.n_conditions), n_targets)
     target = world.target_index
     in_a = np.zeros(world.n_conditions, dtype=bool)
     in_a[records_a.used] = True
-    in_b = np.zeros(len(world.targets), dtype=bool)
-    in_b[records_b.used] = True
-    keep = in_a[cond] & in_b[target]
+    keep = in_a[cond]
+    if reference_vocabulary == "used":
+        in_b = np.zeros(len(world.targets), dtype=bool)
+        in_b[records_b.used] = True
+        keep &= in_b[target]
+        if unshared is not None:
+            keep &= ~np.asarray(unshared, dtype=bool)[cond]
     return cond[keep], target[keep]
 
 
@@ -1334,7 +1416,11 @@ def _opaque_ids(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _site_frames(
-    records: SiteRecords, id_prefix: str, n_patients: int, local: np.ndarray | None
+    records: SiteRecords,
+    id_prefix: str,
+    n_patients: int,
+    local: np.ndarray | None,
+    listed: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """codes and events DataFrames of one site, sorted, with optional opaque codes.
 
@@ -1343,17 +1429,20 @@ def _site_frames(
     records : SiteRecords
     id_prefix : str
     n_patients : int
-    local : ndarray of str, shape (len(records.used),), optional
-        Opaque replacement of each used code (in ``records.used`` order).
+    local : ndarray of str, shape (len(listed),), optional
+        Opaque replacement of each listed code (in ``listed`` order).
+    listed : ndarray of int, shape (n_listed,), optional
+        Sorted indices into ``records.vocabulary`` of the codes codes.csv lists, a
+        superset of ``records.used`` (default: ``records.used``).
 
     Returns
     -------
     codes : DataFrame (code, description, domain), sorted by code
     events : DataFrame (subject_id, time, code), sorted by subject, time, code
     written : ndarray of object, shape (V,)
-        Written code string of every vocabulary entry (only used ones are meaningful).
+        Written code string of every vocabulary entry (only listed ones are meaningful).
     """
-    used = records.used
+    used = records.used if listed is None else listed
     written = np.asarray(records.vocabulary, dtype=object).copy()
     if local is not None:
         written[used] = local
@@ -1402,6 +1491,38 @@ def _write_events(path: Path, events: pd.DataFrame, fmt: str) -> None:
         pq.write_table(table, tmp)
 
 
+def _full_reference(
+    records: SiteRecords, tables: ReferenceTables
+) -> tuple[SiteRecords, np.ndarray]:
+    """An ICD-10-CM site's records re-indexed into every ICD-10-CM 2024 code.
+
+    Parameters
+    ----------
+    records : SiteRecords
+        Codes index ``World.targets``.
+    tables : ReferenceTables
+
+    Returns
+    -------
+    records : SiteRecords
+        The same events; ``vocabulary`` is every code of ``tables.icd10_long``, sorted,
+        with its long description.
+    position : ndarray of int, shape (T,)
+        Index in the new vocabulary of each of ``World.targets``.
+    """
+    vocabulary = np.sort(tables.icd10_long.index.to_numpy(dtype=str))
+    position = np.searchsorted(vocabulary, np.asarray(records.vocabulary, dtype=str))
+    full = SiteRecords(
+        site=records.site,
+        vocabulary=vocabulary,
+        descriptions=tables.icd10_long.reindex(vocabulary).to_numpy(dtype=str),
+        subject=records.subject,
+        day=records.day,
+        code=position[records.code],
+    )
+    return full, position
+
+
 # --------------------------------------------------------------------- composition
 
 
@@ -1414,13 +1535,18 @@ class LatentSimulation:
     config : SimulationConfig
     world : World
     profiles : dict of str to SiteProfile
+        site_B's ``practice`` is 0 on the unshared conditions.
     patients : dict of str to PatientState
+    unshared : ndarray of bool, shape (C,)
+        The conditions site_B never records (:func:`draw_unshared`); all False at
+        ``unshared_share=0``.
     """
 
     config: SimulationConfig
     world: World
     profiles: dict[str, SiteProfile]
     patients: dict[str, PatientState]
+    unshared: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))
 
 
 @dataclass(frozen=True)
@@ -1445,6 +1571,11 @@ class SimulationResult:
     outcome_paths : dict of str to Path
         Each site's ``outcomes.csv`` (see :func:`simulate_outcomes`); empty for a
         result built by older code.
+    n_codes_without_events : dict of str to int
+        Codes of each site's codes.csv that no event uses (site_B's text-only codes
+        with ``reference_vocabulary="full"``; 0 otherwise).
+    unshared_path : Path or None
+        ``OUT_DIR/unshared.csv`` when ``unshared_share > 0``.
     """
 
     out_dir: Path
@@ -1456,6 +1587,8 @@ class SimulationResult:
     n_events: dict[str, int]
     n_gold: int
     outcome_paths: dict[str, Path] = dataclasses.field(default_factory=dict)
+    n_codes_without_events: dict[str, int] = dataclasses.field(default_factory=dict)
+    unshared_path: Path | None = None
 
 
 def _streams(seed: int) -> dict[str, np.random.Generator]:
@@ -1469,11 +1602,20 @@ def _check_int(name: str, value: Any, low: int) -> int:
     return int(value)
 
 
+def _n_conditions(value: Any) -> int:
+    """``n_conditions`` as a number: ``"all"`` is every usable ICD-9-CM condition."""
+    if isinstance(value, str):
+        if value != "all":
+            raise MashInputError(f"n_conditions must be an integer >= 1 or 'all', got {value!r}")
+        return len(load_reference_tables().icd9_usable)
+    return _check_int("n_conditions", value, 1)
+
+
 def simulate_latent(
     *,
     n_patients: int = 2000,
     seed: int = 0,
-    n_conditions: int = 1500,
+    n_conditions: int | str = 1500,
     quiet: bool = True,
     **more_options: Any,
 ) -> LatentSimulation:
@@ -1487,7 +1629,7 @@ def simulate_latent(
     n_patients : int
         Patients per site.
     seed : int
-    n_conditions : int
+    n_conditions : int or "all"
     quiet : bool
         Hide the progress bar.
     **more_options
@@ -1505,13 +1647,15 @@ def simulate_latent(
     """
     n_patients = _check_int("n_patients", n_patients, 1)
     seed = _check_int("seed", seed, 0)
-    n_conditions = _check_int("n_conditions", n_conditions, 1)
+    n_conditions = _n_conditions(n_conditions)
     config = SimulationConfig.from_options(more_options)
     rngs = _streams(seed)
     world = sample_world(
         load_reference_tables(), n_conditions=n_conditions, config=config, rng=rngs["world"]
     )
     profiles = site_profiles(world, config=config, rng=rngs["profiles"])
+    unshared = draw_unshared(world, share=config.unshared_share, rng=rngs["unshared"])
+    profiles["site_B"] = _without_unshared(profiles["site_B"], unshared)
     patients = {
         site: simulate_patients(
             world,
@@ -1522,7 +1666,9 @@ def simulate_latent(
         )
         for site in bar(SITES, "simulate patients", quiet=quiet)
     }
-    return LatentSimulation(config=config, world=world, profiles=profiles, patients=patients)
+    return LatentSimulation(
+        config=config, world=world, profiles=profiles, patients=patients, unshared=unshared
+    )
 
 
 def simulate(
@@ -1530,9 +1676,10 @@ def simulate(
     *,
     n_patients: int = 2000,
     seed: int = 0,
-    n_conditions: int = 1500,
+    n_conditions: int | str = 1500,
     opaque_site: str | None = None,
     events_format: str = "csv",
+    reference_vocabulary: str = "used",
     quiet: bool = False,
     **more_options: Any,
 ) -> SimulationResult:
@@ -1540,26 +1687,31 @@ def simulate(
 
     Writes ``OUT_DIR/site_A/{codes.csv, events.csv|events.parquet, outcomes.csv}``,
     ``OUT_DIR/site_B/...``, ``OUT_DIR/gold.csv`` (``site, code, reference_site,
-    reference_code``: every GEM target at site_B of every site_A code) and
-    ``OUT_DIR/simulation.json`` (version, parameters, row counts, hashes, outcome
-    definition and rates, timings). ``outcomes.csv`` (``subject_id, index_time, onset,
-    burden, event``) holds one row per patient: :func:`simulate_outcomes` with a 365-day
-    horizon and the default target set (call it on :func:`simulate_latent`'s state for
-    other choices). Every file but the manifest's timings is byte-identical for the
-    same arguments.
+    reference_code``: the GEM targets at site_B of every site_A code that occurs, see
+    :func:`gold_pairs`) and ``OUT_DIR/simulation.json`` (version, parameters, row
+    counts, codes without events or gold pairs, hashes, outcome definition and rates,
+    timings). ``outcomes.csv`` (``subject_id, index_time, onset, burden, event``) holds
+    one row per patient: :func:`simulate_outcomes` with a 365-day horizon and the
+    default target set (call it on :func:`simulate_latent`'s state for other choices).
+    With ``unshared_share > 0`` it also writes ``OUT_DIR/unshared.csv`` (``site,
+    code``: the site_A codes, occurring there, of the conditions site_B never records).
+    Every file but the manifest's timings is byte-identical for the same arguments.
 
     Parameters
     ----------
     out_dir : str or Path
         Created if missing; existing simulator files in it are replaced (an events
-        file of the other format is removed, so a site never has two).
+        file of the other format is removed, so a site never has two; so is an
+        ``unshared.csv`` that this run does not write).
     n_patients : int
         Patients per site (each site has its own patients).
     seed : int
         Seed of ``numpy.random.default_rng``.
-    n_conditions : int
+    n_conditions : int or "all"
         Number of ICD-9-CM conditions in the world (codes that occur at a site are
-        fewer: rare conditions may never be recorded).
+        fewer: rare conditions may never be recorded); ``"all"`` takes every usable
+        one (``len(load_reference_tables().icd9_usable)``, about 13.7k), and the
+        manifest records that number.
     opaque_site : {None, "site_A", "site_B"}
         Replace that site's codes by unique opaque local ids (``L`` + 6 digits) in
         its codes, events and gold.csv; descriptions are kept. ``opaque_key.csv``
@@ -1568,10 +1720,17 @@ def simulate(
     events_format : {"csv", "parquet"}
         ``events.csv`` (time ``YYYY-MM-DD``) or ``events.parquet`` (time as
         ``timestamp[us]``, as in MEDS).
+    reference_vocabulary : {"used", "full"}
+        What site_B (the reference) lists in codes.csv. ``"used"``: the codes that
+        occur. ``"full"``: every ICD-10-CM 2024 code (about 74k, with long
+        descriptions, in code order), most of them without events, as a hospital
+        that loads the whole standard vocabulary; gold.csv then pairs every site_A
+        code that occurs with all its GEM targets. The events are the same in both.
     quiet : bool
         Hide the progress bars.
     **more_options
-        Fields of :class:`SimulationConfig` (e.g. ``shift=0``, ``n_processes=60``).
+        Fields of :class:`SimulationConfig` (e.g. ``shift=0``, ``n_processes=60``,
+        ``unshared_share=0.1``).
 
     Returns
     -------
@@ -1597,6 +1756,12 @@ def simulate(
         raise MashInputError(
             f"events_format must be one of {', '.join(EVENTS_FORMATS)}; got {events_format!r}"
         )
+    if reference_vocabulary not in REFERENCE_VOCABULARIES:
+        raise MashInputError(
+            f"reference_vocabulary must be one of {', '.join(REFERENCE_VOCABULARIES)}; "
+            f"got {reference_vocabulary!r}"
+        )
+    n_conditions = _n_conditions(n_conditions)
     out_dir = Path(out_dir)
     timer = Timer()
     with timer("latent"):
@@ -1604,7 +1769,7 @@ def simulate(
             n_patients=n_patients, seed=seed, n_conditions=n_conditions, quiet=quiet, **more_options
         )
     rngs = _streams(seed)
-    world, profiles = latent.world, latent.profiles
+    world, profiles, unshared = latent.world, latent.profiles, latent.unshared
 
     with timer("coding"):
         records = {
@@ -1613,12 +1778,24 @@ def simulate(
             )
             for site in bar(SITES, "record codes", quiet=quiet)
         }
-        local = {
-            site: (
-                _opaque_ids(len(records[site].used), rngs["opaque"])
-                if site == opaque_site
-                else None
+        # What each site lists in codes.csv (indices into its records' vocabulary), and
+        # where each of World.targets sits in site_B's vocabulary (for gold.csv).
+        written_records = dict(records)
+        target_position = np.arange(len(world.targets))
+        if reference_vocabulary == "full":
+            written_records["site_B"], target_position = _full_reference(
+                records["site_B"], load_reference_tables()
             )
+        listed = {
+            site: (
+                np.arange(len(written_records[site].vocabulary))
+                if site == "site_B" and reference_vocabulary == "full"
+                else written_records[site].used
+            )
+            for site in SITES
+        }
+        local = {
+            site: _opaque_ids(len(listed[site]), rngs["opaque"]) if site == opaque_site else None
             for site in SITES
         }
 
@@ -1626,12 +1803,17 @@ def simulate(
     site_dirs = {site: out_dir / site for site in SITES}
     counts: dict[str, int] = {}
     written: dict[str, np.ndarray] = {}
+    without_events: dict[str, int] = {}
     outcome_stats: dict[str, dict[str, Any]] = {}
     events_name = f"events.{events_format}"
     with timer("write"):
         for site in bar(SITES, "write sites", quiet=quiet):
             codes, events, written[site] = _site_frames(
-                records[site], profiles[site].id_prefix, n_patients, local[site]
+                written_records[site],
+                profiles[site].id_prefix,
+                n_patients,
+                local[site],
+                listed[site],
             )
             write_csv(site_dirs[site] / "codes.csv", codes)
             _write_events(site_dirs[site] / events_name, events, events_format)
@@ -1642,6 +1824,7 @@ def simulate(
                     stale.unlink()
             counts[f"{site}/codes.csv"] = len(codes)
             counts[f"{site}/{events_name}"] = len(events)
+            without_events[site] = len(listed[site]) - len(written_records[site].used)
             outcomes = simulate_outcomes(
                 world,
                 latent.patients[site],
@@ -1662,29 +1845,51 @@ def simulate(
                 "event": int(outcomes["event"].sum()),
                 "event_rate": round(float(outcomes["event"].mean()), 4),
             }
-        cond, target = gold_pairs(world, records["site_A"], records["site_B"])
+        cond, target = gold_pairs(
+            world,
+            records["site_A"],
+            records["site_B"],
+            reference_vocabulary=reference_vocabulary,
+            unshared=unshared,
+        )
         gold = pd.DataFrame(
             {
                 "site": "site_A",
                 "code": written["site_A"][cond],
                 "reference_site": "site_B",
-                "reference_code": written["site_B"][target],
+                "reference_code": written["site_B"][target_position[target]],
             }
         ).sort_values(["code", "reference_code"], kind="stable", ignore_index=True)
         gold_path = out_dir / "gold.csv"
         write_csv(gold_path, gold)
         counts["gold.csv"] = len(gold)
         if opaque_site is not None:  # the simulator's key, for benchmarks only
-            used = records[opaque_site].used
+            shown = listed[opaque_site]
             key = pd.DataFrame(
                 {
                     "site": opaque_site,
-                    "code": written[opaque_site][used],
-                    "source_code": np.asarray(records[opaque_site].vocabulary, dtype=object)[used],
+                    "code": written[opaque_site][shown],
+                    "source_code": np.asarray(
+                        written_records[opaque_site].vocabulary, dtype=object
+                    )[shown],
                 }
             ).sort_values("code", kind="stable", ignore_index=True)
             write_csv(out_dir / "opaque_key.csv", key)
             counts["opaque_key.csv"] = len(key)
+        unshared_path = out_dir / "unshared.csv"
+        if latent.config.unshared_share > 0:  # the conditions without a counterpart
+            codes_a = np.intersect1d(records["site_A"].used, np.flatnonzero(unshared))
+            table = pd.DataFrame({"site": "site_A", "code": written["site_A"][codes_a]})
+            write_csv(unshared_path, table.sort_values("code", kind="stable", ignore_index=True))
+            counts["unshared.csv"] = len(table)
+        else:
+            if unshared_path.exists():  # from an earlier run into the same directory
+                unshared_path.unlink()
+            unshared_path = None
+        paired = {
+            "site_A": len(np.unique(cond)),
+            "site_B": len(np.unique(target)),
+        }
 
     with timer("hash"):
         files = {
@@ -1702,10 +1907,23 @@ def simulate(
             "n_conditions": n_conditions,
             "opaque_site": opaque_site,
             "events_format": events_format,
+            "reference_vocabulary": reference_vocabulary,
             **dataclasses.asdict(latent.config),
         },
+        "world": {
+            "conditions": world.n_conditions,
+            "gem_targets": len(world.targets),
+            "unshared_conditions": int(unshared.sum()),
+        },
         "sites": {
-            site: {"coding_system": profiles[site].system, "patients": n_patients} for site in SITES
+            site: {
+                "coding_system": profiles[site].system,
+                "patients": n_patients,
+                "codes": len(listed[site]),
+                "codes_without_events": without_events[site],
+                "codes_without_gold": len(listed[site]) - paired[site],
+            }
+            for site in SITES
         },
         "files": files,
         "outcomes": {
@@ -1732,4 +1950,6 @@ def simulate(
         n_events={site: counts[f"{site}/{events_name}"] for site in SITES},
         n_gold=len(gold),
         outcome_paths={site: site_dirs[site] / "outcomes.csv" for site in SITES},
+        n_codes_without_events=without_events,
+        unshared_path=unshared_path,
     )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
+import inspect
 import json
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from mash.cli import _parser
+from mash.cli import main as cli_main
 from mash.errors import MashInputError
+from mash.sites import Site
 from mash.synth import (
     SimulationConfig,
     load_reference_tables,
@@ -325,8 +331,194 @@ def test_icd10_site_spreads_and_merges_codes():
         ({"no_such_option": 1}, "valid options"),
         ({"n_processes": 0}, "n_processes"),
         ({"min_secondary": 3, "max_secondary": 1}, "min_secondary"),
+        ({"n_conditions": "some"}, "n_conditions"),
+        ({"reference_vocabulary": "everything"}, "reference_vocabulary"),
+        ({"unshared_share": 1.0}, "unshared_share"),
+        ({"unshared_share": -0.1}, "unshared_share"),
     ],
 )
 def test_bad_parameters_raise(tmp_path, kwargs, match):
     with pytest.raises(MashInputError, match=re.escape(match)):
         simulate(tmp_path / "bad", quiet=True, **{"n_patients": 10, **kwargs})
+
+
+# --------------------------------------------------------------------- default outputs
+
+
+# SHA-256 of the files of ``simulate(out, seed=7, **SMALL)`` written by the simulator
+# before reference_vocabulary and unshared_share existed: the defaults must not move.
+SMALL_SEED7_SHA256 = {
+    "gold.csv": "e294f738aa09d0d73f6127b56decebeadb1ccffbe5f06f01da1f811ed3762b38",
+    "site_A/codes.csv": "fd6c087a72ae6e427e4603ba2424e02b356160dc077bfcb482d9f15734bde918",
+    "site_A/events.csv": "969ac1d28c680bd87fd0900b240eb3ef31806fe30025da9c95909d295f68d95f",
+    "site_A/outcomes.csv": "156a03e1d41925e63ae8a2a9442b83e3657f0e825b2d7794337d7b43c4065add",
+    "site_B/codes.csv": "2a5ae0b32b8a33a39999609c0e037373ac07720e87f009331a06d019de8d46d2",
+    "site_B/events.csv": "36b4c3795105a15f4ec42d98cc6fac0ba2909136469aeb4a3abe5568b0aadf31",
+    "site_B/outcomes.csv": "bb4dfb85b833f02372abb0201196c35d189a6f56d1b7b769f8380c2b4d26d016",
+}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_default_outputs_are_unchanged(run):
+    assert {name: _sha256(run / name) for name in SMALL_SEED7_SHA256} == SMALL_SEED7_SHA256
+    manifest = json.loads((run / "simulation.json").read_text())
+    assert set(manifest["files"]) == set(SMALL_SEED7_SHA256)  # no unshared.csv
+    assert not (run / "unshared.csv").exists()
+    params = manifest["parameters"]
+    assert params["reference_vocabulary"] == "used" and params["unshared_share"] == 0.0
+    assert manifest["world"]["unshared_conditions"] == 0
+    for site in ("site_A", "site_B"):
+        assert manifest["sites"][site]["codes_without_events"] == 0
+        assert manifest["sites"][site]["codes"] == manifest["files"][f"{site}/codes.csv"]["rows"]
+
+
+def test_bundled_sample_is_reproduced(sample_dir, tmp_path):
+    """data/sample regenerates byte for byte from the parameters its manifest records."""
+    manifest = json.loads((sample_dir / "simulation.json").read_text())
+    accepted = set(inspect.signature(simulate).parameters) | set(SimulationConfig.__dataclass_fields__)
+    params = {k: v for k, v in manifest["parameters"].items() if k in accepted}
+    out = tmp_path / "sample"
+    simulate(out, quiet=True, **params)
+    for name, entry in manifest["files"].items():
+        assert _sha256(out / name) == entry["sha256"], name
+
+
+# --------------------------------------------------------- a reference with its full vocabulary
+
+SHARE = 0.2
+
+
+@pytest.fixture(scope="module")
+def unshared_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sim") / "unshared"
+    simulate(out, seed=7, unshared_share=SHARE, **SMALL)
+    return out
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sim") / "full"
+    simulate(out, seed=7, unshared_share=SHARE, reference_vocabulary="full", **SMALL)
+    return out
+
+
+def test_full_reference_lists_every_icd10_code(full_run, unshared_run, gem):
+    long10 = _code_file("ICD_10_CM_2024_release", "icd10cm-codes-2024.txt")
+    codes = _read(full_run / "site_B" / "codes.csv")
+    assert len(codes) == len(long10) == len(load_reference_tables().icd10_long)
+    assert set(codes["code"]) == set(long10)
+    assert codes["code"].tolist() == sorted(codes["code"])  # code order, as in "used"
+    assert (codes["description"] == codes["code"].map(long10)).all()
+    # the events (and site_A) are those of the "used" run: only the code list grew
+    for name in ("site_A/codes.csv", "site_A/events.csv", "site_B/events.csv", "unshared.csv"):
+        assert (full_run / name).read_bytes() == (unshared_run / name).read_bytes(), name
+    used = set(_read(full_run / "site_B" / "events.csv")["code"])
+    assert set(_read(unshared_run / "site_B" / "codes.csv")["code"]) == used
+    manifest = json.loads((full_run / "simulation.json").read_text())
+    assert manifest["parameters"]["reference_vocabulary"] == "full"
+    n_silent = manifest["sites"]["site_B"]["codes_without_events"]
+    assert n_silent == len(codes) - len(used) and n_silent > 0.9 * len(codes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # codes without events are normal: no warning
+        site = Site.load(full_run / "site_B")
+    assert site.n_codes_without_events == n_silent
+
+    # gold: every GEM target of every site_A code, occurring at site_B or not
+    gold = _read(full_run / "gold.csv")
+    mapped = gem.loc[gem["no_map"] == "0"]
+    a = set(_read(full_run / "site_A" / "codes.csv")["code"])
+    expected = {(x, y) for x, y in zip(mapped["icd9cm"], mapped["icd10cm"], strict=True) if x in a}
+    pairs = set(zip(gold["code"], gold["reference_code"], strict=True))
+    assert pairs == expected and not gold.duplicated().any()
+    assert {y for _, y in pairs} - used  # targets without events are answers too
+    gold_used = _read(unshared_run / "gold.csv")
+    assert set(zip(gold_used["code"], gold_used["reference_code"], strict=True)) < pairs
+    # unshared conditions keep their (text-only) counterparts here
+    assert set(_read(full_run / "unshared.csv")["code"]) <= set(gold["code"])
+    assert manifest["sites"]["site_A"]["codes_without_gold"] == 0
+
+
+
+# ------------------------------------------------------------- conditions without a counterpart
+
+
+def test_unshared_conditions_are_never_recorded_at_site_b():
+    base = simulate_latent(seed=7, n_patients=SMALL["n_patients"], n_conditions=SMALL["n_conditions"])
+    latent = simulate_latent(
+        seed=7, n_patients=SMALL["n_patients"], n_conditions=SMALL["n_conditions"],
+        unshared_share=SHARE,
+    )
+    unshared = latent.unshared
+    assert unshared.shape == (SMALL["n_conditions"],) and unshared.dtype == bool
+    assert unshared.sum() == round(SHARE * SMALL["n_conditions"])
+    assert not base.unshared.any()
+    assert not unshared[latent.patients["site_B"].event_condition].any()
+    assert (latent.profiles["site_B"].practice[unshared] == 0).all()
+    assert (latent.profiles["site_B"].practice[~unshared] > 0).all()
+    # site_A and the world are untouched: it still records them as usual
+    np.testing.assert_array_equal(latent.world.prevalence, base.world.prevalence)
+    for name in ("event_condition", "event_visit", "visit_day"):
+        np.testing.assert_array_equal(
+            getattr(latent.patients["site_A"], name), getattr(base.patients["site_A"], name)
+        )
+    assert unshared[latent.patients["site_A"].event_condition].any()
+    # site_B's patients draw other conditions instead: as many visits, other codes
+    b0, b1 = base.patients["site_B"], latent.patients["site_B"]
+    np.testing.assert_array_equal(b0.visit_day, b1.visit_day)
+    assert unshared[b0.event_condition].any()
+
+
+def test_unshared_codes_have_no_gold_pair(unshared_run):
+    table = _read(unshared_run / "unshared.csv")
+    assert list(table.columns) == ["site", "code"] and (table["site"] == "site_A").all()
+    assert table["code"].is_unique and table["code"].tolist() == sorted(table["code"])
+    a = _read(unshared_run / "site_A" / "codes.csv")
+    assert set(table["code"]) <= set(a["code"]) and len(table) > 0
+    gold = _read(unshared_run / "gold.csv")
+    assert not set(table["code"]) & set(gold["code"])  # no counterpart at site_B
+    manifest = json.loads((unshared_run / "simulation.json").read_text())
+    assert manifest["parameters"]["unshared_share"] == SHARE
+    assert manifest["world"]["unshared_conditions"] == round(SHARE * SMALL["n_conditions"])
+    assert manifest["files"]["unshared.csv"]["rows"] == len(table)
+    without_gold = manifest["sites"]["site_A"]["codes_without_gold"]
+    assert without_gold == len(set(a["code"]) - set(gold["code"])) >= len(table)
+    # the unshared conditions' site_A codes are the ones simulate_latent drew
+    latent = simulate_latent(
+        seed=7, n_patients=SMALL["n_patients"], n_conditions=SMALL["n_conditions"],
+        unshared_share=SHARE,
+    )
+    occurring = np.unique(latent.patients["site_A"].event_condition)
+    drawn = set(latent.world.conditions[occurring[latent.unshared[occurring]]])
+    assert set(table["code"]) == drawn
+
+
+def test_stale_unshared_file_is_removed(tmp_path):
+    out = tmp_path / "again"
+    small = {"n_patients": 60, "n_conditions": 40, "quiet": True}
+    res = simulate(out, unshared_share=0.5, **small)
+    assert res.unshared_path == out / "unshared.csv" and res.unshared_path.exists()
+    res = simulate(out, **small)
+    assert res.unshared_path is None and not (out / "unshared.csv").exists()
+
+
+def test_all_conditions():
+    n_usable = len(load_reference_tables().icd9_usable)
+    latent = simulate_latent(n_patients=5, n_conditions="all")
+    assert latent.world.n_conditions == n_usable
+    np.testing.assert_array_equal(latent.world.conditions, load_reference_tables().icd9_usable)
+
+
+def test_cli_simulate_options(tmp_path, capsys):
+    assert _parser().parse_args(["simulate", "x", "--conditions", "all"]).conditions == "all"
+    out = tmp_path / "cli"
+    argv = ["simulate", str(out), "--patients", "60", "--conditions", "40", "--seed", "2",
+            "--unshared-share", "0.25", "--quiet"]
+    assert cli_main(argv) == 0
+    params = json.loads((out / "simulation.json").read_text())["parameters"]
+    assert params["unshared_share"] == 0.25 and params["reference_vocabulary"] == "used"
+    assert (out / "unshared.csv").exists()
+    assert cli_main(["simulate", str(tmp_path / "bad"), "--unshared-share", "1", "--quiet"]) == 2
+    assert "unshared_share must be in [0, 1)" in capsys.readouterr().err
