@@ -19,6 +19,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count_or_all(text: str) -> int | str:
+    """``--conditions``: a positive count or ``all``."""
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        return _positive_int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or all, got {text!r}") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mash", description="Multi-site alignment of clinical codes.")
     p.add_argument("--version", action="version", version=f"mash {__version__}")
@@ -40,6 +50,16 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--cooc-dim", type=_positive_int, default=64, help="size of the co-occurrence half")
     a.add_argument("--min-events", type=int, default=20, help="events below which a code leans on text")
     a.add_argument("--top-k", type=_positive_int, default=10)
+    a.add_argument("--candidates", type=_positive_int, default=50,
+                   help="candidates per code from each view; their union is scored (≥ --top-k)")
+    a.add_argument("--block-rows", type=_positive_int, default=None,
+                   help="query rows per block of the nearest-neighbour search (default: a 256 MB block)")
+    a.add_argument("--ot-steps", type=int, default=0,
+                   help="neural OT map training steps for co-occurrence (0 = orthogonal Procrustes only)")
+    a.add_argument("--transport", choices=["unbalanced", "none"], default="unbalanced",
+                   help="unbalanced optimal transport over the candidate pairs as a scorer view")
+    a.add_argument("--transport-mass", choices=["frequency", "uniform"], default="frequency",
+                   help="code masses of that transport")
     a.add_argument("--concept-threshold", type=float, default=0.5)
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--quiet", action="store_true", help="no progress bars or summary")
@@ -121,11 +141,16 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="write simulated ICD-9-CM / ICD-10-CM sites with GEM gold pairs")
     s.add_argument("out", type=Path, metavar="OUT_DIR")
     s.add_argument("--patients", type=_positive_int, default=2000, help="patients per site")
-    s.add_argument("--conditions", type=_positive_int, default=1500, help="ICD-9-CM conditions simulated")
+    s.add_argument("--conditions", type=_count_or_all, default=1500, metavar="N|all",
+                   help="ICD-9-CM conditions simulated (all: every usable one)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--opaque", choices=["site_A", "site_B"], default=None,
                    help="replace this site's codes by opaque local ids")
     s.add_argument("--format", choices=["csv", "parquet"], default="csv", dest="events_format")
+    s.add_argument("--reference-vocabulary", choices=["used", "full"], default="used",
+                   help="site_B lists the codes that occur (used) or every ICD-10-CM 2024 code (full)")
+    s.add_argument("--unshared-share", type=float, default=0.0, metavar="SHARE",
+                   help="share in [0, 1) of conditions site_B never records (no counterpart)")
     s.add_argument("--quiet", action="store_true")
     return p
 
@@ -157,6 +182,11 @@ def _cmd_align(args: argparse.Namespace) -> int:
         cooc_dim=args.cooc_dim,
         min_events=args.min_events,
         top_k=args.top_k,
+        candidates=args.candidates,
+        block_rows=args.block_rows,
+        ot_steps=args.ot_steps,
+        transport=args.transport,
+        transport_mass=args.transport_mass,
         concept_threshold=args.concept_threshold,
         seed=args.seed,
         quiet=args.quiet,
@@ -286,14 +316,19 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from mash.synth import simulate
 
     res = simulate(args.out, n_patients=args.patients, seed=args.seed, n_conditions=args.conditions,
-                   opaque_site=args.opaque, events_format=args.events_format, quiet=args.quiet)
+                   opaque_site=args.opaque, events_format=args.events_format,
+                   reference_vocabulary=args.reference_vocabulary, quiet=args.quiet,
+                   unshared_share=args.unshared_share)
     for name in res.site_dirs:
-        _say(args.quiet, f"{name}: {res.n_codes[name]} codes, {res.n_events[name]} events, {res.n_patients} patients")
+        silent = res.n_codes_without_events.get(name, 0)
+        _say(args.quiet, f"{name}: {res.n_codes[name]} codes" + (f" ({silent} without events)" if silent else "")
+             + f", {res.n_events[name]} events, {res.n_patients} patients")
     rates = json.loads(res.manifest_path.read_text()).get("outcomes", {}).get("sites", {})
     for name, r in rates.items():
         _say(args.quiet, f"{name} outcomes: onset {r['onset']}/{r['cohort']} at risk ({r['onset_rate']:.1%}), "
                          f"event {r['event']}/{res.n_patients} ({r['event_rate']:.1%}), mean burden {r['burden_mean']:.2f}")
-    _say(args.quiet, f"wrote {args.out}/: site directories, {res.n_gold} gold pairs in {res.gold_path.name}")
+    _say(args.quiet, f"wrote {args.out}/: site directories, {res.n_gold} gold pairs in {res.gold_path.name}"
+         + (f", conditions without a counterpart in {res.unshared_path.name}" if res.unshared_path else ""))
     return 0
 
 

@@ -22,7 +22,9 @@ def test_outputs_follow_the_contract(aligned, sample_dir):
     concepts = pd.read_csv(aligned / "concepts.csv", dtype=str)
     codes_a = pd.read_csv(sample_dir / "site_A" / "codes.csv", dtype=str)
     codes_b = pd.read_csv(sample_dir / "site_B" / "codes.csv", dtype=str)
-    assert list(mapping.columns) == ["site", "code", "reference_code", "score", "rank"]
+    assert list(mapping.columns) == ["site", "code", "reference_code", "score", "rank", "p_no_match"]
+    assert mapping["p_no_match"].between(0, 1).all()
+    assert (mapping.groupby("code")["p_no_match"].nunique() == 1).all()
     assert list(concepts.columns)[:4] == ["concept_id", "site", "code", "description"]
     assert set(concepts.columns[4:]) <= {"domain", "parent"}  # extra columns where sites have them
     assert "parent" not in concepts.columns  # the sample sites have no parent column

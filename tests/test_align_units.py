@@ -10,9 +10,10 @@ from mash import abbrev
 from mash.align.anchors import Anchors, read_anchor_file, shared_code_anchors
 from mash.align.concepts import unify_concepts
 from mash.align.neural_ot import fit_neural_ot
+from mash.align.pairs import build_pairs, segment_softmax
 from mash.align.procrustes import procrustes
 from mash.align.retrieval import csls, mean_topk_similarity, mutual_nearest, topk
-from mash.align.scoring import fit_listwise, softmax_rows
+from mash.align.scoring import fit_listwise
 from mash.errors import MashInputError
 from mash.metrics import expected_calibration_error, ranking_metrics
 
@@ -83,11 +84,21 @@ def test_listwise_scorer_learns_informative_feature():
     n = 60
     good = np.eye(n) + 0.3 * rng.normal(size=(n, n))  # informative
     noise = rng.normal(size=(n, n))  # uninformative
-    feats = np.stack([noise, good], axis=-1).astype(np.float32)
-    w = fit_listwise(feats, np.arange(n), np.arange(n))
-    assert w[1] > abs(w[0]) * 3
-    p = softmax_rows(feats @ w)
-    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    rows, cols = np.divmod(np.arange(n * n), n)
+    pairs = build_pairs([rows], [cols], n, n)
+    feats = np.column_stack([noise[pairs.query, pairs.reference], good[pairs.query, pairs.reference]])
+    fit = fit_listwise(feats.astype(np.float32), pairs, pairs.find(np.arange(n), np.arange(n)))
+    assert fit.converged and fit.n_anchors == n and np.isfinite(fit.loss)
+    assert fit.weights[1] > abs(fit.weights[0]) * 3
+    p = segment_softmax(feats @ fit.weights, pairs.ptr)
+    np.testing.assert_allclose(np.bincount(pairs.query, weights=p), 1.0, atol=1e-5)
+
+
+def test_listwise_scorer_without_anchors_keeps_prior():
+    pairs = build_pairs([np.array([0, 0, 1])], [np.array([0, 1, 1])], 2, 2)
+    fit = fit_listwise(np.ones((3, 2), np.float32), pairs, np.zeros(0, np.int64))
+    assert fit.n_anchors == 0 and not fit.converged
+    np.testing.assert_array_equal(fit.weights, [1.0, 1.0])
 
 
 def test_abbreviations():

@@ -5,17 +5,22 @@ Stages (one progress bar each; wall time of each in the manifest):
 1. text: sentence embeddings of raw and normalised descriptions (cached), TF-IDF
    character n-grams and words of normalised descriptions;
 2. co-occurrence: per site, windowed counts → SPPMI → truncated SVD (:mod:`mash.cooccur`);
-3. per non-reference site: anchors (file, shared code strings, mutual text matches),
-   abbreviations learned from anchors, Procrustes + neural OT on co-occurrence
-   vectors, co-occurrence anchors, a listwise scorer over all views, refinement
-   rounds with the scorer's own confident mutual matches;
-4. top-k candidates with calibrated scores; unified concepts.
+3. per non-reference site, on candidate pairs only (:mod:`mash.align.candidates`:
+   blockwise top-k search per view, never a dense ``n_query × n_reference`` matrix):
+   anchors (file, shared code strings, mutual text matches), abbreviations learned
+   from anchors, Procrustes (or a neural OT map) on co-occurrence vectors,
+   co-occurrence anchors, a listwise scorer over all views, refinement rounds with
+   the scorer's own confident mutual matches, then unbalanced optimal transport over
+   the candidate graph (:mod:`mash.align.transport`) as a further view;
+4. top-k candidates with calibrated scores, ``p_no_match`` per code
+   (:mod:`mash.align.nomatch`); unified concepts.
 """
 
 from __future__ import annotations
 
 import platform
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,19 +31,38 @@ import pandas as pd
 from mash import abbrev
 from mash._version import __version__
 from mash.align.anchors import Anchors, read_anchor_file, shared_code_anchors
+from mash.align.candidates import KnnResult, knn_blockwise, pair_csls
 from mash.align.concepts import unify_concepts
 from mash.align.neural_ot import fit_neural_ot
+from mash.align.nomatch import FEATURES as NO_MATCH_FEATURES
+from mash.align.nomatch import em_prior, fit_no_match, query_features
+from mash.align.pairs import (
+    PairSet,
+    build_pairs,
+    mutual_best,
+    segment_logsumexp,
+    segment_softmax,
+    segment_topk,
+)
 from mash.align.procrustes import procrustes
 from mash.align.result import Alignment, mapping_frame
-from mash.align.retrieval import csls_from_similarity, mutual_nearest, topk
-from mash.align.scoring import fit_listwise, softmax_rows, stack
+from mash.align.scoring import ScorerFit, fit_listwise
+from mash.align.transport import TransportResult, sparse_unbalanced_sinkhorn
 from mash.cooccur import cooccurrence_embeddings
 from mash.errors import MashInputError
 from mash.progress import Timer, bar
 from mash.sites import Site
-from mash.text import TextEmbedder, tfidf_pair
+from mash.text import TextEmbedder
 
-FEATURES = ["text_raw", "text_norm", "char", "word", "cooc", "cooc_missing", "freq_gap"]
+
+class AlignmentWarning(UserWarning):
+    """Something in an alignment went less well than intended; the manifest has details."""
+
+
+TEXT_VIEWS = ("text_raw", "text_norm", "char", "word")
+BASE_FEATURES = [*TEXT_VIEWS, "cooc", "cooc_missing", "freq_gap"]
+TRANSPORTS = ("unbalanced", "none")
+TRANSPORT_MASSES = ("frequency", "uniform")
 
 
 @dataclass
@@ -64,7 +88,13 @@ class AlignConfig:
         Codes with fewer events have no reliable co-occurrence vector and lean on text
         (counted in the manifest).
     top_k : int
-        Candidates per code in ``mapping.csv`` (≥ 5).
+        Candidates per code in ``mapping.csv``.
+    candidates : int
+        Candidates per code from each view (text raw, text normalised, character
+        n-grams, words, co-occurrence); their union is what is scored (≥ ``top_k``).
+    block_rows : int, optional
+        Query rows per block of the nearest-neighbour search (memory ≈ 3 ×
+        ``block_rows × n_reference × 4`` bytes); ``None`` = a 256 MB block.
     csls_k : int
         Neighbourhood size of CSLS.
     anchor_margin : float
@@ -74,9 +104,21 @@ class AlignConfig:
     refine_rounds : int
         Rounds of anchor refinement with the fitted scorer.
     ot_steps, ot_reg, ot_anchor_weight : int, float, float
-        Neural OT training settings.
+        Neural OT map of the co-occurrence vectors: training steps (``0`` =
+        orthogonal Procrustes only), entropic regularisation, anchor-loss weight.
+    transport : {"unbalanced", "none"}
+        Unbalanced optimal transport between the two sites' codes over the candidate
+        pairs, its log-plan a scorer feature (:mod:`mash.align.transport`).
+    transport_reg, transport_reg_m : float
+        Entropic regularisation ε and marginal relaxation τ of that transport, on a
+        cost of minus the scorer's logit.
+    transport_mass : {"frequency", "uniform"}
+        Code masses: event frequencies (+1) or uniform.
+    transport_iters : int
+        Sinkhorn iterations at most.
     concept_threshold : float
-        Minimum score of a mutual best match to merge codes into one concept.
+        Minimum score of a mutual best match to merge codes into one concept (and
+        ``p_no_match`` below 0.5).
     seed : int
     quiet : bool
     """
@@ -89,28 +131,56 @@ class AlignConfig:
     cooc_dim: int = 64
     min_events: int = 20
     top_k: int = 10
+    candidates: int = 50
+    block_rows: int | None = None
     csls_k: int = 10
     anchor_margin: float = 0.05
     shared_code_overlap: float = 0.3
     refine_rounds: int = 2
-    ot_steps: int = 150
+    ot_steps: int = 0
     ot_reg: float = 0.05
     ot_anchor_weight: float = 1.0
+    transport: str = "unbalanced"
+    transport_reg: float = 1.0
+    transport_reg_m: float = 1.0
+    transport_mass: str = "frequency"
+    transport_iters: int = 300
     concept_threshold: float = 0.5
     seed: int = 0
     quiet: bool = False
 
     def validate(self) -> None:
-        if self.top_k < 1:
-            raise MashInputError(f"top_k must be ≥ 1, got {self.top_k}")
-        if self.window_days <= 0:
-            raise MashInputError(f"window must be > 0 days, got {self.window_days}")
-        if self.sppmi_shift < 1:
-            raise MashInputError(f"SPPMI shift must be ≥ 1, got {self.sppmi_shift}")
-        if self.cooc_dim < 1 or (self.text_dim is not None and self.text_dim < 1):
-            raise MashInputError("embedding sizes must be ≥ 1")
-        if not 0 <= self.concept_threshold <= 1:
-            raise MashInputError(f"concept threshold must be in [0, 1], got {self.concept_threshold}")
+        """Raise :class:`MashInputError` (one line, naming the field) on a bad value."""
+
+        def need(ok: bool, name: str, what: str) -> None:
+            if not ok:
+                raise MashInputError(f"{name} must be {what}, got {getattr(self, name)!r}")
+
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+        def is_num(v: Any) -> bool:
+            return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool) and np.isfinite(v)
+
+        for name in ("text_model", "cache_dir"):
+            need(getattr(self, name) is None or isinstance(getattr(self, name), str | Path), name, "a path or None")
+        for name, low in (("cooc_dim", 1), ("min_events", 0), ("top_k", 1), ("candidates", 1), ("csls_k", 1),
+                          ("refine_rounds", 0), ("ot_steps", 0), ("transport_iters", 1), ("seed", 0)):
+            need(is_int(getattr(self, name)) and getattr(self, name) >= low, name, f"an integer ≥ {low}")
+        for name in ("text_dim", "block_rows"):
+            v = getattr(self, name)
+            need(v is None or (is_int(v) and v >= 1), name, "an integer ≥ 1 or None")
+        need(self.candidates >= self.top_k, "candidates", f"≥ top_k ({self.top_k})")
+        for name in ("window_days", "ot_reg", "transport_reg", "transport_reg_m"):
+            need(is_num(getattr(self, name)) and getattr(self, name) > 0, name, "a number > 0")
+        need(is_num(self.sppmi_shift) and self.sppmi_shift >= 1, "sppmi_shift", "a number ≥ 1")
+        for name in ("anchor_margin", "ot_anchor_weight"):
+            need(is_num(getattr(self, name)) and getattr(self, name) >= 0, name, "a number ≥ 0")
+        for name in ("shared_code_overlap", "concept_threshold"):
+            need(is_num(getattr(self, name)) and 0 <= getattr(self, name) <= 1, name, "a number in [0, 1]")
+        need(self.transport in TRANSPORTS, "transport", f"one of {', '.join(TRANSPORTS)}")
+        need(self.transport_mass in TRANSPORT_MASSES, "transport_mass", f"one of {', '.join(TRANSPORT_MASSES)}")
+        need(isinstance(self.quiet, bool), "quiet", "True or False")
 
 
 @dataclass
@@ -125,153 +195,279 @@ class _SiteView:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def _csls_matrix(q, r, k: int) -> np.ndarray:
-    """CSLS-corrected cosine similarities of ℓ2-normalised rows (dense or sparse), (n_q, n_r)."""
-    sim = q @ r.T
-    if not isinstance(sim, np.ndarray):
-        sim = sim.toarray()
-    return csls_from_similarity(np.asarray(sim, dtype=np.float32), k)
+def _fit_tfidf(corpus: list[str], analyzer: str, ngram_range: tuple[int, int]):
+    """A TF-IDF vectoriser fitted on ``corpus`` (rows ℓ2-normalised, float32)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    extra = {"token_pattern": r"(?u)\b\w+\b"} if analyzer == "word" else {}
+    vec = TfidfVectorizer(analyzer=analyzer, ngram_range=ngram_range, sublinear_tf=True, lowercase=True,
+                          dtype=np.float32, **extra)
+    return vec.fit(corpus)
 
 
 class _PairAligner:
-    """Aligns one query site to the reference: features, anchors, OT, scorer."""
+    """Aligns one query site to the reference on candidate pairs: views, anchors, the
+    co-occurrence map, transport, the scorer and ``p_no_match``."""
 
-    def __init__(
-        self,
-        query: _SiteView,
-        ref: _SiteView,
-        embedder: TextEmbedder,
-        cfg: AlignConfig,
-        file_anchors: Anchors,
-        ref_norm: list[str],
-        ref_norm_emb: np.ndarray,
-    ) -> None:
+    def __init__(self, query: _SiteView, ref: _SiteView, embedder: TextEmbedder, cfg: AlignConfig,
+                 file_anchors: Anchors, ref_norm: list[str], ref_norm_emb: np.ndarray) -> None:
         self.q, self.r, self.embedder, self.cfg = query, ref, embedder, cfg
         self.file_anchors = file_anchors
         self.ref_norm, self.ref_norm_emb = ref_norm, ref_norm_emb
+        self.mats: dict[str, tuple[Any, Any]] = {}
+        self.knn: dict[str, KnnResult] = {}
+        self.pairs: PairSet | None = None
         self.feats: dict[str, np.ndarray] = {}
         self.log: dict[str, Any] = {}
 
-    # -- text views --------------------------------------------------------------
-    def _text_features(self, learned: dict[str, str]) -> None:
+    # -- views -------------------------------------------------------------------
+    def _search(self, name: str, qm, rm) -> None:
         cfg = self.cfg
+        self.mats[name] = (qm, rm)
+        self.knn[name] = knn_blockwise(qm, rm, cfg.candidates, cfg.csls_k, block_rows=cfg.block_rows)
+
+    def _text_views(self, learned: dict[str, str]) -> list[str]:
         q_desc = self.q.site.codes["description"].tolist()
         if not hasattr(self, "prefixes"):  # depends on the two vocabularies only
             self.prefixes = abbrev.learn_prefixes(q_desc, self.r.site.codes["description"].tolist())
         q_norm = [abbrev.normalize(t, learned, abbrev.GENERIC, self.prefixes) for t in q_desc]
-        q_norm_emb = self.embedder.encode(q_norm)
-        if "text_raw" not in self.feats:  # raw descriptions do not change between passes
-            self.feats["text_raw"] = _csls_matrix(self.q.text_raw, self.r.text_raw, cfg.csls_k)
-        self.feats["text_norm"] = _csls_matrix(q_norm_emb, self.ref_norm_emb, cfg.csls_k)
-        cq, cr = tfidf_pair(q_norm, self.ref_norm, analyzer="char_wb", ngram_range=(3, 5))
-        self.feats["char"] = _csls_matrix(cq, cr, cfg.csls_k)
-        wq, wr = tfidf_pair(q_norm, self.ref_norm, analyzer="word", ngram_range=(1, 2))
-        self.feats["word"] = _csls_matrix(wq, wr, cfg.csls_k)
-        self.q_norm_emb = q_norm_emb
+        self.q_norm_emb = self.embedder.encode(q_norm)
+        if "text_raw" not in self.knn:  # raw descriptions do not change between passes
+            self._search("text_raw", self.q.text_raw, self.r.text_raw)
+        self._search("text_norm", self.q_norm_emb, self.ref_norm_emb)
+        if not hasattr(self, "tfidf"):  # vocabulary and IDF fitted once, on the first pass
+            corpus = q_norm + self.ref_norm
+            self.tfidf = {"char": _fit_tfidf(corpus, "char_wb", (3, 5)), "word": _fit_tfidf(corpus, "word", (1, 2))}
+            self.ref_tfidf = {k: v.transform(self.ref_norm).tocsr() for k, v in self.tfidf.items()}
+        for name in ("char", "word"):
+            self._search(name, self.tfidf[name].transform(q_norm).tocsr(), self.ref_tfidf[name])
+        return q_norm
 
-    def _text_score(self) -> np.ndarray:
-        return (self.feats["text_raw"] + self.feats["text_norm"] + self.feats["char"] + self.feats["word"]) / 4
-
-    def _mutual(self, score: np.ndarray, source: str, margin: float, mask=None) -> Anchors:
-        s = score if mask is None else np.where(mask, score, -np.inf)
-        rows, cols, _ = mutual_nearest(s, margin)
-        finite = np.isfinite(s[rows, cols])
-        rows, cols = rows[finite], cols[finite]
-        return Anchors(rows.astype(np.int64), cols.astype(np.int64), np.full(len(rows), source, dtype=object))
-
-    # -- co-occurrence view ------------------------------------------------------
-    def _cooc_features(self, anchors: Anchors) -> None:
+    def _cooc_view(self, anchors: Anchors) -> None:
+        """Fit the co-occurrence map on anchors and search with the mapped vectors."""
         cfg = self.cfg
+        relq, relr = np.flatnonzero(self.q.reliable), np.flatnonzero(self.r.reliable)
         both = self.q.reliable[anchors.query] & self.r.reliable[anchors.reference]
         aq, ar = anchors.query[both], anchors.reference[both]
         n_min = max(10, cfg.cooc_dim // 2)
-        missing = ~(self.q.reliable[:, None] & self.r.reliable[None, :])
-        self.feats["cooc_missing"] = missing.astype(np.float32)
-        if len(aq) < n_min:
-            self.feats["cooc"] = np.zeros(missing.shape, np.float32)
+        self.mapped_cooc = np.zeros_like(self.q.cooc)
+        if len(aq) < n_min or len(relr) == 0:
             self.log["cooc_used"] = False
             self.log["cooc_reason"] = f"{len(aq)} anchors with reliable co-occurrence on both sides (< {n_min})"
-            self.mapped_cooc = np.zeros_like(self.q.cooc)
+            self.knn.pop("cooc", None)
             return
         w0 = procrustes(self.q.cooc[aq], self.r.cooc[ar])
-        relq = np.flatnonzero(self.q.reliable)
-        relr = np.flatnonzero(self.r.reliable)
-        # anchors re-indexed into the reliable subsets
-        pos_q = {v: i for i, v in enumerate(relq.tolist())}
-        pos_r = {v: i for i, v in enumerate(relr.tolist())}
-        a_sub = (
-            np.array([pos_q[v] for v in aq.tolist()], dtype=np.int64),
-            np.array([pos_r[v] for v in ar.tolist()], dtype=np.int64),
-        )
-        res = fit_neural_ot(
-            self.q.cooc[relq],
-            self.r.cooc[relr],
-            a_sub,
-            w0,
-            steps=cfg.ot_steps,
-            reg=cfg.ot_reg,
-            anchor_weight=cfg.ot_anchor_weight,
-            seed=cfg.seed,
-        )
-        mapped = np.zeros_like(self.q.cooc)
-        mapped[relq] = res.transform(self.q.cooc[relq])
-        sim = _csls_matrix(mapped, self.r.cooc, cfg.csls_k)
-        self.feats["cooc"] = np.where(missing, 0.0, sim).astype(np.float32)
-        self.mapped_cooc = mapped
+        if cfg.ot_steps > 0:
+            pos_q = np.full(len(self.q.reliable), -1, np.int64)
+            pos_q[relq] = np.arange(len(relq))
+            pos_r = np.full(len(self.r.reliable), -1, np.int64)
+            pos_r[relr] = np.arange(len(relr))
+            res = fit_neural_ot(self.q.cooc[relq], self.r.cooc[relr], (pos_q[aq], pos_r[ar]), w0,
+                                steps=cfg.ot_steps, reg=cfg.ot_reg, anchor_weight=cfg.ot_anchor_weight, seed=cfg.seed)
+            self.mapped_cooc[relq] = res.transform(self.q.cooc[relq])
+            self.log["ot_loss_first_last"] = [res.losses[0], res.losses[-1]]
+        else:
+            y = self.q.cooc[relq] @ w0
+            self.mapped_cooc[relq] = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
         self.log["cooc_used"] = True
-        self.log["ot_anchor_pairs"] = int(len(aq))
-        self.log["ot_loss_first_last"] = [res.losses[0], res.losses[-1]]
+        self.log["cooc_map"] = "neural OT" if cfg.ot_steps > 0 else "procrustes"
+        self.log["cooc_anchor_pairs"] = int(len(aq))
+        sub = knn_blockwise(self.mapped_cooc[relq], self.r.cooc[relr], cfg.candidates, cfg.csls_k,
+                            block_rows=cfg.block_rows)
+        rad_q = np.zeros(len(self.q.reliable), np.float32)
+        rad_q[relq] = sub.radius_query
+        rad_r = np.zeros(len(self.r.reliable), np.float32)
+        rad_r[relr] = sub.radius_reference
+        index = np.full((len(self.q.reliable), sub.index.shape[1]), -1, np.int64)
+        index[relq] = relr[sub.index]
+        self.knn["cooc"] = KnnResult(index, np.zeros(0, np.float32), rad_q, rad_r)
+        self.mats["cooc"] = (self.mapped_cooc, self.r.cooc)
 
-    # -- the whole pair ----------------------------------------------------------
-    def _freq_feature(self) -> None:
-        # |log relative frequency gap|: a code and its counterpart are similarly common,
-        # up to population shift and one-to-many splits (the scorer learns how much)
+    def _view_values(self, name: str, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        qm, rm = self.mats[name]
+        vals = pair_csls(qm, rm, rows, cols, self.knn[name])
+        if name == "cooc":
+            vals[~(self.q.reliable[rows] & self.r.reliable[cols])] = 0.0
+        return vals
+
+    def _update_pairs(self, extra: Anchors, views: tuple[str, ...]) -> None:
+        """Add the candidates of ``views`` and ``extra`` pairs to the pair set; compute
+        every feature on new pairs (text views are carried over for old ones) and the
+        co-occurrence features on all pairs."""
+        n_q, n_r = self.q.site.n_codes, self.r.site.n_codes
+        qs, rs = [], []
+        for name in views:
+            if name in self.knn:
+                idx = self.knn[name].index
+                rows = np.repeat(np.arange(n_q), idx.shape[1])
+                ok = idx.ravel() >= 0
+                qs.append(rows[ok])
+                rs.append(idx.ravel()[ok])
+        qs.append(extra.query)
+        rs.append(extra.reference)
+        old = self.pairs
+        if old is not None:
+            qs.append(old.query)
+            rs.append(old.reference)
+        new = build_pairs(qs, rs, n_q, n_r)
+        fresh = np.ones(len(new), bool)
+        pos = None
+        if old is not None:
+            pos = new.find(old.query, old.reference)
+            fresh[pos] = False
+        for name in TEXT_VIEWS:
+            vals = np.empty(len(new), np.float32)
+            if pos is not None:
+                vals[pos] = self.feats[name]
+            vals[fresh] = self._view_values(name, new.query[fresh], new.reference[fresh])
+            self.feats[name] = vals
+        self.pairs = new
+        self._cooc_features()
+
+    def _cooc_features(self) -> None:
+        p = self.pairs
+        missing = ~(self.q.reliable[p.query] & self.r.reliable[p.reference])
+        self.feats["cooc_missing"] = missing.astype(np.float32)
+        self.feats["cooc"] = (self._view_values("cooc", p.query, p.reference) if "cooc" in self.knn
+                              else np.zeros(len(p), np.float32))
         fq = np.log((self.q.events + 1) / (self.q.events.sum() + 1))
         fr = np.log((self.r.events + 1) / (self.r.events.sum() + 1))
-        self.feats["freq_gap"] = -np.abs(fq[:, None] - fr[None, :]).astype(np.float32)
+        self.feats["freq_gap"] = -np.abs(fq[p.query] - fr[p.reference]).astype(np.float32)
 
-    def run(self, shared: Anchors) -> tuple[np.ndarray, np.ndarray]:
-        """Align; returns the top-k reference rows (n_q, k) and their scores (n_q, k)."""
+    def _text_score(self) -> np.ndarray:
+        return sum(self.feats[n] for n in TEXT_VIEWS) / len(TEXT_VIEWS)
+
+    def _mutual(self, score: np.ndarray, source: str, margin: float, mask: np.ndarray | None = None) -> Anchors:
+        s = score if mask is None else np.where(mask, score, -np.inf)
+        rows, cols, _ = mutual_best(s, self.pairs, margin)
+        return Anchors(rows.astype(np.int64), cols.astype(np.int64), np.full(len(rows), source, dtype=object))
+
+    def _x(self, names: list[str]) -> np.ndarray:
+        return np.column_stack([self.feats[n] for n in names]).astype(np.float32)
+
+    def _fit(self, names: list[str], anchors: Anchors, prior: np.ndarray | None) -> ScorerFit:
+        at = self.pairs.find(anchors.query, anchors.reference)
+        return fit_listwise(self._x(names), self.pairs, at[at >= 0], prior=prior, seed=self.cfg.seed)
+
+    # -- transport ---------------------------------------------------------------
+    def _masses(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.cfg.transport_mass == "uniform":
+            a, b = np.ones(self.q.site.n_codes), np.ones(self.r.site.n_codes)
+        else:
+            a, b = self.q.events + 1.0, self.r.events + 1.0
+        return a / a.sum(), b / b.sum()
+
+    def _transport(self, logits: np.ndarray, pairs: PairSet) -> tuple[np.ndarray, np.ndarray, TransportResult]:
+        """Transport feature (log of the plan over the code's mass) on ``pairs`` and the
+        fraction of each query's mass placed."""
+        a, b = self._masses()
+        # cost −log p(c | q): the kernel is the scorer's softmax, rebalanced by the marginals
+        cost = segment_logsumexp(logits.astype(np.float64), pairs.ptr)[pairs.query] - logits
+        res = sparse_unbalanced_sinkhorn(pairs.query, pairs.reference, cost, a, b,
+                                         reg=self.cfg.transport_reg, reg_m=self.cfg.transport_reg_m,
+                                         max_iter=self.cfg.transport_iters)
+        feat = np.log(np.maximum(res.plan / a[pairs.query], 1e-30)).astype(np.float32)
+        return np.maximum(feat, -50.0), res.row_mass / a, res
+
+    # -- the whole pair ----------------------------------------------------------
+    def run(self, shared: Anchors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Align; returns top-k reference rows (n_q, k), their scores (n_q, k) and
+        ``p_no_match`` (n_q,)."""
         cfg = self.cfg
-        self._freq_feature()
         q_desc = self.q.site.codes["description"].tolist()
         r_desc = self.r.site.codes["description"].tolist()
-        self._text_features({})
         base = self.file_anchors.union(shared)
+        self._text_views({})
+        self._update_pairs(base, TEXT_VIEWS)
         text_anchors = base.union(self._mutual(self._text_score(), "text", cfg.anchor_margin))
-        # abbreviations learned from anchor descriptions, then text views recomputed
+        # abbreviations learned from anchor descriptions, then the text views again
         learned = abbrev.learn_from_pairs(
             (q_desc[i], r_desc[j]) for i, j in zip(text_anchors.query, text_anchors.reference, strict=True)
         )
         self.log["learned_abbreviations"] = len(learned)
-        self._text_features(learned)
+        self._text_views(learned)
+        self.pairs = None  # the text candidates changed: rebuild from the second pass
+        self._update_pairs(base, TEXT_VIEWS)
         anchors = base.union(self._mutual(self._text_score(), "text", cfg.anchor_margin))
-        self._cooc_features(anchors)
+        self._cooc_view(anchors)
+        self._update_pairs(anchors, ("cooc",))
         if self.log.get("cooc_used"):
-            rel = ~self.feats["cooc_missing"].astype(bool)
+            rel = self.feats["cooc_missing"] == 0
             anchors = anchors.union(self._mutual(self.feats["cooc"], "cooccurrence", cfg.anchor_margin, rel))
-        names = FEATURES
-        weights = None
+        names = list(BASE_FEATURES)
+        fit = None
         for _ in range(cfg.refine_rounds + 1):
-            x = stack(self.feats, names)
-            weights = fit_listwise(x, anchors.query, anchors.reference, prior=weights)
-            logits = x @ weights
-            refined = self._mutual(logits, "refined", cfg.anchor_margin)
+            fit = self._fit(names, anchors, None if fit is None else fit.weights)
+            refined = self._mutual(self._x(names) @ fit.weights, "refined", cfg.anchor_margin)
             anchors = base.union(refined)
-            self._cooc_features(anchors)
-        x = stack(self.feats, names)
-        weights = fit_listwise(x, anchors.query, anchors.reference, prior=weights)
-        logits = x @ weights
+            self._cooc_view(anchors)
+            self._update_pairs(anchors, ("cooc",))
+        fit = self._fit(names, anchors, fit.weights)
+        logits = self._x(names) @ fit.weights
+        self.log["pairs"] = {"total": len(self.pairs), "per_code_mean": round(float(self.pairs.sizes.mean()), 1),
+                             "per_code_max": int(self.pairs.sizes.max()), "candidates_per_view": cfg.candidates}
+        transported = np.ones(self.q.site.n_codes)
+        self._base_w = fit.weights.copy()
+        if cfg.transport == "unbalanced":
+            self.feats["transport"], transported, tres = self._transport(logits, self.pairs)
+            names = [*names, "transport"]
+            fit = self._fit(names, anchors, np.append(fit.weights, 1.0).astype(np.float32))
+            logits = self._x(names) @ fit.weights
+            self.log["transport"] = {"converged": tres.converged, "iterations": tres.iterations,
+                                     "error": float(tres.error), "mass_placed": round(float(tres.row_mass.sum()), 4)}
+            if not tres.converged:
+                warnings.warn(f"unbalanced Sinkhorn did not converge in {tres.iterations} iterations "
+                              f"(error {tres.error:.2e}); see the manifest", AlignmentWarning, stacklevel=2)
         self.log["anchors"] = anchors.counts()
-        self.log["scorer_weights"] = dict(zip(names, [float(w) for w in weights], strict=True))
-        prob = softmax_rows(logits)
-        idx, _ = topk(logits, cfg.top_k)
-        scores = np.take_along_axis(prob, idx, axis=1)
-        # confident one-to-one matches for concepts: mutual best, probability ≥ threshold
-        rows, cols, _ = mutual_nearest(logits, 0.0)
-        ok = prob[rows, cols] >= cfg.concept_threshold
+        self.log["scorer_weights"] = dict(zip(names, [float(w) for w in fit.weights], strict=True))
+        self.log["scorer_fit"] = {"converged": fit.converged, "iterations": fit.iterations,
+                                  "loss": None if np.isnan(fit.loss) else round(fit.loss, 6), "anchors": fit.n_anchors}
+        if fit.n_anchors == 0:
+            warnings.warn("no anchor pairs: the scorer kept its starting weights (all ones); scores are "
+                          "uncalibrated", AlignmentWarning, stacklevel=2)
+        prob = segment_softmax(logits, self.pairs.ptr)
+        top = segment_topk(logits, self.pairs, min(cfg.top_k, self.r.site.n_codes))
+        idx, scores = self.pairs.reference[top], prob[top].astype(np.float32)
+        p_none = self._no_match(names, fit.weights, logits, transported, anchors)
+        # confident one-to-one matches for concepts: mutual best, probability ≥ threshold,
+        # and more likely than not to have a counterpart
+        rows, cols, _ = mutual_best(logits, self.pairs, 0.0)
+        at = self.pairs.find(rows, cols)
+        ok = (prob[at] >= cfg.concept_threshold) & (p_none[rows] < 0.5)
         self.matches = (rows[ok], cols[ok])
-        return idx, scores
+        return idx, scores, p_none
+
+    def _no_match(self, names: list[str], weights: np.ndarray, logits: np.ndarray, transported: np.ndarray,
+                  anchors: Anchors) -> np.ndarray:
+        """``p_no_match`` per query code (:mod:`mash.align.nomatch`)."""
+        cfg = self.cfg
+        log_events = np.log1p(self.q.events.astype(np.float64))
+        feats_all = query_features(logits, self.pairs, transported, log_events)
+        rng = np.random.default_rng(cfg.seed)
+        held = rng.random(len(anchors)) < 0.5
+        gone = np.zeros(self.r.site.n_codes, bool)
+        gone[anchors.reference[held]] = True
+        keep = ~gone[self.pairs.reference]
+        sub = self.pairs.subset(keep)
+        x = self._x(names)[keep]
+        if "transport" in names:  # the plan is recomputed without the held-out codes
+            nb = len(self._base_w)
+            feat_t, transported_h, _ = self._transport(x[:, :nb] @ self._base_w, sub)
+            x[:, names.index("transport")] = feat_t
+        else:
+            transported_h = np.ones(self.q.site.n_codes)
+        feats_h = query_features(x @ weights, sub, transported_h, log_events)
+        model = fit_no_match(feats_h[anchors.query], held, seed=cfg.seed)
+        if model is None:
+            self.log["no_match"] = {"fitted": False, "reason": "fewer than 5 anchors in a class"}
+            warnings.warn("p_no_match could not be fitted (too few anchors); it is left at 0", AlignmentWarning,
+                          stacklevel=2)
+            return np.zeros(self.q.site.n_codes)
+        p, prior = em_prior(model.predict(feats_all), model.train_prior)
+        self.log["no_match"] = {"fitted": True, "train_anchors": model.n_train, "held_out": int(held.sum()),
+                                "estimated_prior": round(prior, 4),
+                                "coef": dict(zip(NO_MATCH_FEATURES, np.round(model.coef, 4).tolist(), strict=True))}
+        return p
 
 
 def _pca(x: np.ndarray, dim: int) -> np.ndarray:
@@ -356,9 +552,10 @@ def align(
         for s in bar([s for s in sites if s.name != reference], "align", quiet=cfg.quiet):
             pa = _PairAligner(views[s.name], ref_view, embedder, cfg, file_anchors[s.name], ref_norm, ref_norm_emb)
             shared = shared_code_anchors(s.codes["code"], ref_view.site.codes["code"], cfg.shared_code_overlap)
-            idx, scores = pa.run(shared)
+            idx, scores, p_none = pa.run(shared)
             mapping_parts.append(
-                mapping_frame(s.name, s.codes["code"].to_numpy(), ref_view.site.codes["code"].to_numpy(), idx, scores)
+                mapping_frame(s.name, s.codes["code"].to_numpy(), ref_view.site.codes["code"].to_numpy(), idx, scores,
+                              p_none)
             )
             matches[s.name] = pa.matches
             mapped[s.name] = (pa.q_norm_emb, pa.mapped_cooc)
@@ -400,6 +597,8 @@ def align(
                 "subjects": views[n].site.n_subjects,
                 "skipped_or_repaired": views[n].site.report,
                 "codes_below_min_events": int((~views[n].reliable).sum()),
+                "codes_without_events": int((views[n].events == 0).sum()),
+                "text_only": views[n].site.n_events == 0,
                 "cooccurrence": views[n].stats,
             }
             for n in names
@@ -412,11 +611,13 @@ def align(
             "embedding_rows": len(embeddings["code"]),
         },
         "score": (
-            "score = p(reference code | query code): softmax over all reference codes of a "
-            "linear score of CSLS-corrected views (text raw, text normalised, char n-grams, "
-            "words, co-occurrence after neural OT), weights fitted by listwise likelihood on "
-            "anchor pairs. Read it as the probability that the candidate is the match, given "
-            "that the code has one; see docs/method.md for the measured calibration."
+            "score = p(reference code | query code, a match exists): softmax over the code's "
+            "candidate pairs (the union of each view's nearest neighbours) of a linear score of "
+            "CSLS-corrected views (text raw, text normalised, char n-grams, words, co-occurrence "
+            "after the map) and the log unbalanced transport plan, weights fitted by listwise "
+            "likelihood on anchor pairs. p_no_match = probability that the code has no "
+            "counterpart in the reference (logistic model of its candidate list, trained by "
+            "holding out anchors' reference codes, prior re-estimated by EM). See docs/method.md."
         ),
         "timings_s": timings,
         "peak_rss_mb": timer.peak_rss_mb,

@@ -13,13 +13,19 @@ import pandas as pd
 from mash._io import write_csv, write_json, write_npz
 from mash.errors import MashInputError
 
-MAPPING_COLUMNS = ["site", "code", "reference_code", "score", "rank"]
+MAPPING_COLUMNS = ["site", "code", "reference_code", "score", "rank", "p_no_match"]
+REQUIRED_MAPPING_COLUMNS = MAPPING_COLUMNS[:5]  # alignments written before p_no_match existed load too
 CONCEPT_COLUMNS = ["concept_id", "site", "code", "description"]
 OPTIONAL_CONCEPT_COLUMNS = ["domain", "parent"]  # written when the sites' codes tables have them
 
 
 def mapping_frame(
-    site: str, codes: np.ndarray, reference_codes: np.ndarray, idx: np.ndarray, scores: np.ndarray | None = None
+    site: str,
+    codes: np.ndarray,
+    reference_codes: np.ndarray,
+    idx: np.ndarray,
+    scores: np.ndarray | None = None,
+    p_no_match: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Rows of ``mapping.csv`` for one site.
 
@@ -33,6 +39,9 @@ def mapping_frame(
         Reference rows of each code's candidates, best first.
     scores : ndarray, shape (n_q, k), optional
         Candidate scores; the column is left out when ``None``.
+    p_no_match : ndarray, shape (n_q,), optional
+        Probability that the code has no counterpart (repeated on its ``k`` rows); the
+        column is left out when ``None``.
     """
     n_q, k = idx.shape
     frame = pd.DataFrame(
@@ -45,6 +54,8 @@ def mapping_frame(
     )
     if scores is not None:
         frame.insert(3, "score", np.round(scores.ravel().astype(np.float64), 6))
+    if p_no_match is not None:
+        frame["p_no_match"] = np.repeat(np.round(np.asarray(p_no_match, np.float64), 6), k)
     return frame
 
 
@@ -57,8 +68,9 @@ class Alignment:
     reference : str
         Name of the reference site.
     mapping : DataFrame
-        Columns ``site, code, reference_code, score, rank`` (see docs/formats.md):
-        top-k reference candidates for every code of every non-reference site.
+        Columns ``site, code, reference_code, score, rank, p_no_match`` (see
+        docs/formats.md): top-k reference candidates for every code of every
+        non-reference site, and each code's probability of having no counterpart.
     concepts : DataFrame
         Columns ``concept_id, site, code, description``; every (site, code) once.
     embeddings : dict of ndarray
@@ -85,7 +97,7 @@ class Alignment:
         (each atomically; the manifest last, so a directory with a manifest is complete)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        write_csv(out / "mapping.csv", self.mapping[MAPPING_COLUMNS])
+        write_csv(out / "mapping.csv", self.mapping[[c for c in MAPPING_COLUMNS if c in self.mapping.columns]])
         extra = [c for c in OPTIONAL_CONCEPT_COLUMNS if c in self.concepts.columns]
         write_csv(out / "concepts.csv", self.concepts[CONCEPT_COLUMNS + extra])
         emb = {k: (v.astype(str) if v.dtype == object else v) for k, v in self.embeddings.items()}
@@ -109,7 +121,7 @@ class Alignment:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise MashInputError(f"corrupt manifest ({exc})", file=out / "manifest.json") from exc
         frames = {}
-        for name, cols in (("mapping.csv", MAPPING_COLUMNS), ("concepts.csv", CONCEPT_COLUMNS)):
+        for name, cols in (("mapping.csv", REQUIRED_MAPPING_COLUMNS), ("concepts.csv", CONCEPT_COLUMNS)):
             try:
                 frame = pd.read_csv(
                     out / name,

@@ -1,89 +1,122 @@
-"""Combining similarity views into one calibrated score per (query, reference) pair.
+"""Combining views into one calibrated score per candidate pair.
 
-Each view gives an ``(n_q, n_r)`` matrix of CSLS-corrected similarities (text of the raw
-description, text of the normalised description, character n-grams, words,
-co-occurrence after the OT map). A linear score :math:`s(q, c) = w^\\top f(q, c)` is fitted
-by a conditional-logit (listwise softmax) likelihood on anchor pairs:
+Each view gives one value per candidate pair (CSLS-corrected similarities of the raw
+and normalised descriptions, character n-grams, words, co-occurrence after the map,
+the transport plan; a missing-co-occurrence flag; a frequency gap). A linear score
+:math:`s(q, c) = w^\\top f(q, c)` is fitted by a conditional-logit (listwise softmax)
+likelihood on anchor pairs, each anchor's softmax running over its query's candidates
+:math:`C(q)`:
 
 .. math::
-   p(c \\mid q) = \\frac{\\exp s(q, c)}{\\sum_{c'} \\exp s(q, c')}, \\qquad
-   \\hat w = \\arg\\max_w \\sum_{(q, c) \\in A} \\log p(c \\mid q) - \\tfrac{\\lambda}{2}\\lVert w\\rVert^2
+   p(c \\mid q) = \\frac{\\exp s(q, c)}{\\sum_{c' \\in C(q)} \\exp s(q, c')}, \\qquad
+   \\hat w = \\arg\\max_w \\sum_{(q, c) \\in A} \\log p(c \\mid q) - \\tfrac{\\lambda}{2}\\lVert w\\rVert^2 .
 
-with the sum over ``c'`` restricted to each anchor query's ``n_candidates`` best
-reference codes. The reported score is :math:`p(c \\mid q)` over all reference codes: a
-probability that ``c`` is the match of ``q`` given that ``q`` has one. Because the weights'
-scale is fitted by likelihood it also acts as the softmax temperature.
+The reported score is :math:`p(c \\mid q)`: the probability that ``c`` is the match of
+``q`` given that ``q`` has one (reference codes outside ``C(q)`` get none). Because
+the weights' scale is fitted by likelihood it also acts as the softmax temperature.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
+from mash.align.pairs import PairSet
 
-def stack(features: dict[str, np.ndarray], names: list[str]) -> np.ndarray:
-    """Stack named ``(n_q, n_r)`` matrices into ``(n_q, n_r, F)`` float32."""
-    return np.stack([features[n] for n in names], axis=-1).astype(np.float32)
+__all__ = ["ScorerFit", "fit_listwise"]
+
+
+@dataclass(frozen=True)
+class ScorerFit:
+    """Fitted weights of the listwise scorer and how the fit went.
+
+    Attributes
+    ----------
+    weights : ndarray, shape (F,), float32
+    converged : bool
+        L-BFGS stopped before its iteration limit.
+    iterations : int
+    loss : float
+        Final mean negative log-likelihood (plus ridge term); ``nan`` without anchors.
+    n_anchors : int
+        Anchor queries the fit used.
+    """
+
+    weights: np.ndarray
+    converged: bool
+    iterations: int
+    loss: float
+    n_anchors: int
 
 
 def fit_listwise(
     feats: np.ndarray,
-    anchor_q: np.ndarray,
-    anchor_r: np.ndarray,
+    pairs: PairSet,
+    anchor_pairs: np.ndarray,
     *,
     prior: np.ndarray | None = None,
-    n_candidates: int = 50,
     l2: float = 1e-3,
     iters: int = 200,
-) -> np.ndarray:
-    """Fit the weights of the listwise scorer on anchors.
+    max_anchors: int = 10_000,
+    seed: int = 0,
+) -> ScorerFit:
+    """Fit the weights of the listwise scorer on anchor pairs.
 
     Parameters
     ----------
-    feats : ndarray, shape (n_q, n_r, F)
-    anchor_q, anchor_r : ndarray, shape (m,)
-        Anchor pairs (row, column) of ``feats``.
+    feats : ndarray, shape (P, F)
+        Features of every candidate pair of ``pairs``.
+    pairs : PairSet
+    anchor_pairs : ndarray, shape (m,), int
+        Pair indices of the anchors (each anchor must be a candidate pair); at most one
+        per query.
     prior : ndarray, shape (F,), optional
-        Weights used to choose each anchor query's candidate list (default: all ones).
-    n_candidates, l2, iters
-        Candidate list size, ridge penalty, L-BFGS iterations.
+        Starting weights (default: all ones).
+    l2, iters
+        Ridge penalty, L-BFGS iterations.
+    max_anchors : int
+        Fit on at most this many anchors (a seeded sample), which bounds memory at
+        ``max_anchors × max candidates × F`` floats.
+    seed : int
 
     Returns
     -------
-    ndarray, shape (F,)
+    ScorerFit
+        With ``prior`` as weights (and ``converged=False``) when there are no anchors.
     """
-    n_feat = feats.shape[-1]
-    prior = np.ones(n_feat, np.float32) if prior is None else prior.astype(np.float32)
-    if len(anchor_q) == 0:
-        return prior
-    f_a = feats[anchor_q]  # (m, n_r, F)
-    base = f_a @ prior
-    k = min(n_candidates, feats.shape[1])
-    cand = np.argpartition(-base, k - 1, axis=1)[:, :k]
-    # make sure the anchor's own column is in its list (slot 0)
-    cand = np.concatenate([anchor_r[:, None], cand], axis=1)
-    dup = cand[:, 1:] == anchor_r[:, None]
-    x = np.take_along_axis(f_a, cand[:, :, None], axis=1)  # (m, k+1, F)
-    mask = np.concatenate([np.zeros((len(cand), 1), bool), dup], axis=1)
-    xt = torch.as_tensor(x)
+    n_feat = feats.shape[1]
+    w0 = np.ones(n_feat, np.float32) if prior is None else prior.astype(np.float32)
+    anchor_pairs = np.asarray(anchor_pairs, np.int64)
+    if len(anchor_pairs) == 0:
+        return ScorerFit(w0, False, 0, float("nan"), 0)
+    if len(anchor_pairs) > max_anchors:
+        rng = np.random.default_rng(seed)
+        anchor_pairs = np.sort(rng.choice(anchor_pairs, max_anchors, replace=False))
+    q = pairs.query[anchor_pairs]
+    start, size = pairs.ptr[q], pairs.sizes[q]
+    width = int(size.max())
+    slot = np.arange(width)[None, :]
+    idx = np.minimum(start[:, None] + slot, len(pairs) - 1)
+    mask = slot >= size[:, None]
+    target = torch.as_tensor(anchor_pairs - start)
+    xt = torch.as_tensor(feats[idx].astype(np.float32))  # (m, width, F)
     mt = torch.as_tensor(mask)
-    w = torch.tensor(prior, requires_grad=True)
+    w = torch.tensor(w0, requires_grad=True)
     opt = torch.optim.LBFGS([w], max_iter=iters, line_search_fn="strong_wolfe")
+    rows = torch.arange(len(anchor_pairs))
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
         logits = (xt @ w).masked_fill(mt, float("-inf"))
-        loss = -torch.log_softmax(logits, dim=1)[:, 0].mean() + 0.5 * l2 * (w * w).sum()
+        loss = -torch.log_softmax(logits, dim=1)[rows, target].mean() + 0.5 * l2 * (w * w).sum()
         loss.backward()
         return loss
 
     opt.step(closure)
-    return w.detach().numpy().astype(np.float32)
-
-
-def softmax_rows(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, shape preserved, float32."""
-    z = logits - logits.max(axis=1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
-    return z.astype(np.float32)
+    with torch.no_grad():
+        logits = (xt @ w).masked_fill(mt, float("-inf"))
+        loss = float(-torch.log_softmax(logits, dim=1)[rows, target].mean() + 0.5 * l2 * (w * w).sum())
+    n_iter = int(opt.state[w].get("n_iter", 0))
+    return ScorerFit(w.detach().numpy().astype(np.float32), n_iter < iters, n_iter, loss, len(anchor_pairs))
