@@ -28,6 +28,7 @@ __all__ = [
     "default_model_path",
     "default_cache_dir",
     "TextEmbedder",
+    "fit_tfidf",
     "tfidf_pair",
 ]
 
@@ -201,6 +202,30 @@ class TextEmbedder:
         return np.stack([table[k] for k in keys.tolist()]).astype(np.float32)
 
 
+def fit_tfidf(corpus: list[str], *, analyzer: str = "char_wb", ngram_range: tuple[int, int] = (3, 5)):
+    """A scikit-learn ``TfidfVectorizer`` fitted on ``corpus`` (sublinear TF, lower case,
+    float32; rows of its ``transform`` are ℓ2-normalised, so products are cosines).
+
+    Parameters
+    ----------
+    corpus : list of str
+    analyzer : {"char_wb", "word"}
+    ngram_range : (int, int)
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    extra = {"token_pattern": r"(?u)\b\w+\b"} if analyzer == "word" else {}
+    vec = TfidfVectorizer(
+        analyzer=analyzer,
+        ngram_range=ngram_range,
+        sublinear_tf=True,
+        lowercase=True,
+        dtype=np.float32,
+        **extra,
+    )
+    return vec.fit(corpus)
+
+
 def tfidf_pair(
     query: list[str],
     reference: list[str],
@@ -223,16 +248,5 @@ def tfidf_pair(
     -------
     (csr_matrix (n_q, V), csr_matrix (n_r, V))
     """
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    extra = {"token_pattern": r"(?u)\b\w+\b"} if analyzer == "word" else {}
-    vec = TfidfVectorizer(
-        analyzer=analyzer,
-        ngram_range=ngram_range,
-        sublinear_tf=True,
-        lowercase=True,
-        dtype=np.float32,
-        **extra,
-    )
-    vec.fit(list(query) + list(reference))
+    vec = fit_tfidf(list(query) + list(reference), analyzer=analyzer, ngram_range=ngram_range)
     return vec.transform(query).tocsr(), vec.transform(reference).tocsr()

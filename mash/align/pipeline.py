@@ -52,7 +52,7 @@ from mash.cooccur import cooccurrence_embeddings
 from mash.errors import MashInputError
 from mash.progress import Timer, bar
 from mash.sites import Site
-from mash.text import TextEmbedder
+from mash.text import TextEmbedder, fit_tfidf
 
 
 class AlignmentWarning(UserWarning):
@@ -195,16 +195,6 @@ class _SiteView:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def _fit_tfidf(corpus: list[str], analyzer: str, ngram_range: tuple[int, int]):
-    """A TF-IDF vectoriser fitted on ``corpus`` (rows ℓ2-normalised, float32)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    extra = {"token_pattern": r"(?u)\b\w+\b"} if analyzer == "word" else {}
-    vec = TfidfVectorizer(analyzer=analyzer, ngram_range=ngram_range, sublinear_tf=True, lowercase=True,
-                          dtype=np.float32, **extra)
-    return vec.fit(corpus)
-
-
 class _PairAligner:
     """Aligns one query site to the reference on candidate pairs: views, anchors, the
     co-occurrence map, transport, the scorer and ``p_no_match``."""
@@ -237,7 +227,8 @@ class _PairAligner:
         self._search("text_norm", self.q_norm_emb, self.ref_norm_emb)
         if not hasattr(self, "tfidf"):  # vocabulary and IDF fitted once, on the first pass
             corpus = q_norm + self.ref_norm
-            self.tfidf = {"char": _fit_tfidf(corpus, "char_wb", (3, 5)), "word": _fit_tfidf(corpus, "word", (1, 2))}
+            self.tfidf = {"char": fit_tfidf(corpus, analyzer="char_wb", ngram_range=(3, 5)),
+                          "word": fit_tfidf(corpus, analyzer="word", ngram_range=(1, 2))}
             self.ref_tfidf = {k: v.transform(self.ref_norm).tocsr() for k, v in self.tfidf.items()}
         for name in ("char", "word"):
             self._search(name, self.tfidf[name].transform(q_norm).tocsr(), self.ref_tfidf[name])
