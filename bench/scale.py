@@ -12,7 +12,8 @@ the whole command), first with an empty text cache (cold), then again (warm). Ru
 the repository root:
 
     python bench/scale.py                              # 2000 8000 30000
-    python bench/scale.py --sizes 100000 --no-cold     # warm only (the cold run fills the cache)
+    python bench/scale.py --sizes 100000 --no-cold     # shared cache: cold only when it lacks the texts
+    python bench/scale.py --sizes 8000 --reference-size 74044   # a whole standard vocabulary at B
 """
 
 from __future__ import annotations
@@ -64,9 +65,13 @@ def synthetic_descriptions(n: int, rng: np.random.Generator) -> tuple[list[str],
     return ref, [local(t) for t in ref]
 
 
-def write_sites(root: Path, n: int, seed: int) -> tuple[Path, Path]:
+def write_sites(root: Path, n: int, seed: int, n_ref: int | None = None) -> tuple[Path, Path]:
+    """Site A with ``n`` codes, site B with ``n_ref`` (default ``n``); B's codes past the
+    first ``n`` concepts are listed without events (a whole standard vocabulary)."""
     rng = np.random.default_rng(seed)
-    ref_desc, q_desc = synthetic_descriptions(n, rng)
+    n_ref = n if n_ref is None else n_ref
+    ref_all, q_all = synthetic_descriptions(n_ref, rng)
+    ref_desc, q_desc = ref_all[:n], q_all[:n]
     n_topics = max(5, n // 40)
     topic = rng.integers(n_topics, size=n)
     prevalence = np.exp(1.5 * rng.standard_normal(n))
@@ -90,7 +95,11 @@ def write_sites(root: Path, n: int, seed: int) -> tuple[Path, Path]:
         day = rng.integers(0, 730, size=len(pt))
         site = root / name
         site.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame({"code": codes, "description": desc}).to_csv(site / "codes.csv", index=False)
+        listed = pd.DataFrame({"code": codes, "description": desc})
+        if name == "site_B" and n_ref > n:  # the rest of the vocabulary, text only
+            extra = pd.DataFrame({"code": [f"B{i:07d}" for i in range(n, n_ref)], "description": ref_all[n:]})
+            listed = pd.concat([listed, extra], ignore_index=True)
+        listed.to_csv(site / "codes.csv", index=False)
         times = (np.datetime64("2020-01-01") + day.astype("timedelta64[D]")).astype(str)
         pd.DataFrame({"subject_id": pt, "time": times, "code": codes[code_idx]}).to_csv(site / "events.csv", index=False)
         dirs.append(site)
@@ -108,12 +117,16 @@ def timed_align(a: Path, b: Path, out: Path, cache: Path) -> dict:
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1)) / 1024
     manifest = json.loads((out / "manifest.json").read_text())
     return {"wall s": round(wall, 1), "peak RSS MB": round(rss), **{f"{k} s": v for k, v in manifest["timings_s"].items()},
-            "encoded": manifest["text_cache"]["encoded"]}
+            "encoded": manifest["text_cache"]["encoded"],
+            "encodings/code": manifest["text_cache"]["encodings_per_code"],
+            "desc/s": manifest["text_cache"]["descriptions_per_s"]}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[2000, 8000, 30000])
+    p.add_argument("--reference-size", type=int, default=None,
+                   help="site B lists this many codes (only the first N have events), e.g. 74044")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--root", type=Path, default=Path("bench/out/scale"))
     p.add_argument("--no-cold", action="store_true", help="skip the cold-cache run (use the shared cache as is)")
@@ -121,19 +134,24 @@ def main() -> None:
     args = p.parse_args()
     rows = []
     for n in args.sizes:
-        site_root = args.root / f"sites_{n}_{args.seed}"
+        n_ref = args.reference_size or n
+        site_root = args.root / f"sites_{n}x{n_ref}_{args.seed}"
         if not (site_root / "site_B" / "events.csv").exists():
-            write_sites(site_root, n, args.seed)
+            write_sites(site_root, n, args.seed, n_ref)
         a, b = site_root / "site_A", site_root / "site_B"
-        if not args.no_cold:
-            with tempfile.TemporaryDirectory() as cold:
-                rows.append({"codes/site": n, "cache": "cold", **timed_align(a, b, site_root / "out_cold", Path(cold))})
-                print(json.dumps(rows[-1]), flush=True)
-        rows.append({"codes/site": n, "cache": "warm", **timed_align(a, b, site_root / "out_warm", args.cache)})
+        label = f"{n} x {n_ref}"
+        if not args.no_cold:  # an empty cache, then the same cache again (warm)
+            with tempfile.TemporaryDirectory() as cache:
+                for kind in ("cold", "warm"):
+                    rows.append({"codes/site": label, "cache": kind,
+                                 **timed_align(a, b, site_root / f"out_{kind}", Path(cache))})
+                    print(json.dumps(rows[-1]), flush=True)
+            continue
+        rows.append({"codes/site": label, "cache": "warm", **timed_align(a, b, site_root / "out_warm", args.cache)})
         print(json.dumps(rows[-1]), flush=True)
-        if rows[-1]["encoded"]:  # the warm cache was empty for these texts: run again, now warm
-            rows[-1]["cache"] = "filling"
-            rows.append({"codes/site": n, "cache": "warm", **timed_align(a, b, site_root / "out_warm", args.cache)})
+        if rows[-1]["encoded"]:  # the shared cache lacked these texts: that run was cold
+            rows[-1]["cache"] = "cold (filled)"
+            rows.append({"codes/site": label, "cache": "warm", **timed_align(a, b, site_root / "out_warm", args.cache)})
             print(json.dumps(rows[-1]), flush=True)
     print(f"\n## mash align, wall time and peak RSS by vocabulary size; {dt.date.today()}, "
           f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")

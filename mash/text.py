@@ -13,7 +13,10 @@ Two views of a code's description feed the alignment:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +31,7 @@ __all__ = [
     "default_model_path",
     "default_cache_dir",
     "TextEmbedder",
+    "TextCacheWarning",
     "fit_tfidf",
     "tfidf_pair",
 ]
@@ -71,9 +75,154 @@ def _text_keys(texts: list[str]) -> np.ndarray:
     return np.array([hashlib.sha1(t.encode("utf-8")).digest() for t in texts], dtype="S20")
 
 
+def lowercases_input(model_path: Path) -> bool:
+    """Whether the model's tokenizer lower-cases its input (``do_lower_case`` in
+    ``tokenizer_config.json``, as for the uncased MiniLM). Then an ASCII text and its
+    lower-case form give the same tokens, hence the same embedding, and share one."""
+    cfg = model_path / "tokenizer_config.json"
+    try:
+        return bool(json.loads(cfg.read_text(encoding="utf-8")).get("do_lower_case", False))
+    except (OSError, ValueError):
+        return False
+
+
+def canonical_texts(texts: list[str], lower: bool) -> list[str]:
+    """The text each string is encoded as: ASCII text lower-cased when ``lower``.
+
+    Only ASCII is folded: Python's and the tokenizer's lower-casing agree there exactly
+    (outside it, e.g. ``"İ"``, they may not), so the embedding is unchanged.
+    """
+    if not lower:
+        return list(texts)
+    return [t.lower() if t.isascii() else t for t in texts]
+
+
+class TextCacheWarning(UserWarning):
+    """The on-disk text cache had damaged shards (they are removed and re-encoded)."""
+
+
+#: Shards in a model's cache directory before they are merged into one.
+MAX_SHARDS = 8
+
+
+class _ShardStore:
+    """On-disk embedding cache of one model: shards of (keys, vectors) ``.npy`` pairs.
+
+    A shard ``shard-<digest>`` is two files, ``.keys.npy`` (S20, n) and ``.vecs.npy``
+    (float32, n × d); the keys file is written last, so a shard without one is incomplete
+    and ignored. Opening the store reads only the keys (20 bytes per string) into an index
+    ``key → (shard, row)``; vectors are memory-mapped and only the rows asked for are read.
+    When more than :data:`MAX_SHARDS` shards exist after a write, all are merged into one
+    (atomically; the old files are removed after the merged shard is in place).
+    Shards of the older ``.npz`` layout are read and merged the same way.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.index: dict[bytes, tuple[int, int]] = {}
+        self.shards: list[Path] = []  # stem paths, without the suffix
+        self._vecs: dict[int, np.ndarray] = {}
+        self.damaged = 0
+        self.compactions = 0
+        self._load()
+
+    # -- reading -----------------------------------------------------------------
+    def _load(self) -> None:
+        if not self.root.is_dir():
+            return
+        for keys_file in sorted(self.root.glob("shard-*.keys.npy")):
+            stem = keys_file.with_name(keys_file.name[: -len(".keys.npy")])
+            try:
+                keys = np.load(keys_file, allow_pickle=False)
+                vecs = np.load(f"{stem}.vecs.npy", mmap_mode="r", allow_pickle=False)
+                if keys.dtype != np.dtype("S20") or vecs.ndim != 2 or len(vecs) != len(keys):
+                    raise ValueError("keys and vectors disagree")
+            except Exception:  # a damaged shard: counted, removed, its strings re-encoded
+                self._drop_damaged(stem)
+                continue
+            self._add(stem, keys, vecs)
+        for legacy in sorted(self.root.glob("shard-*.npz")):
+            try:
+                with np.load(legacy, allow_pickle=False) as z:
+                    keys, vecs = z["keys"], np.asarray(z["vectors"], dtype=np.float32)
+                if len(keys) != len(vecs):
+                    raise ValueError("keys and vectors disagree")
+            except Exception:
+                self.damaged += 1
+                legacy.unlink(missing_ok=True)
+                continue
+            self._add(legacy.with_suffix(""), keys, vecs)
+
+    def _drop_damaged(self, stem: Path) -> None:
+        self.damaged += 1
+        for suffix in (".keys.npy", ".vecs.npy"):
+            Path(f"{stem}{suffix}").unlink(missing_ok=True)
+
+    def _add(self, stem: Path, keys: np.ndarray, vecs: np.ndarray) -> None:
+        sid = len(self.shards)
+        self.shards.append(stem)
+        self._vecs[sid] = vecs
+        for row, k in enumerate(keys.tolist()):
+            self.index[k] = (sid, row)
+
+    def get(self, keys: list[bytes]) -> np.ndarray:
+        """Vectors of ``keys`` (all present in :attr:`index`), shape (len(keys), d)."""
+        by_shard: dict[int, list[int]] = {}
+        for i, k in enumerate(keys):
+            by_shard.setdefault(self.index[k][0], []).append(i)
+        dim = next(iter(self._vecs.values())).shape[1]
+        out = np.empty((len(keys), dim), dtype=np.float32)
+        for sid, pos in by_shard.items():
+            rows = np.array([self.index[keys[i]][1] for i in pos])
+            order = np.argsort(rows)  # sequential reads of the memory map
+            out[np.asarray(pos)[order]] = self._vecs[sid][rows[order]]
+        return out
+
+    # -- writing -----------------------------------------------------------------
+    def _write_shard(self, keys: np.ndarray, vecs: np.ndarray) -> Path:
+        digest = hashlib.sha1(keys.tobytes()).hexdigest()[:16]
+        stem = self.root / f"shard-{digest}"
+        for suffix, arr in ((".vecs.npy", vecs), (".keys.npy", keys)):  # keys last: marks complete
+            with atomic_path(f"{stem}{suffix}") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.save(fh, arr, allow_pickle=False)
+        return stem
+
+    def put(self, keys: np.ndarray, vecs: np.ndarray) -> None:
+        """Add a shard of new strings, then merge all shards if there are too many."""
+        stem = self._write_shard(keys, vecs.astype(np.float32))
+        self._add(stem, keys, np.load(f"{stem}.vecs.npy", mmap_mode="r"))
+        if len(self.shards) > MAX_SHARDS:
+            self.compact()
+
+    def compact(self) -> None:
+        """Merge every shard into one (keys sorted, so the merged file is reproducible)."""
+        keys = np.array(sorted(self.index), dtype="S20")
+        if len(keys) == 0:
+            return
+        vecs = self.get(keys.tolist())
+        old = list(self.shards)
+        self.index, self.shards, self._vecs = {}, [], {}
+        stem = self._write_shard(keys, vecs)
+        for o in old:
+            if o == stem:
+                continue
+            for suffix in (".keys.npy", ".vecs.npy", ".npz"):
+                Path(f"{o}{suffix}").unlink(missing_ok=True)
+        self._add(stem, keys, np.load(f"{stem}.vecs.npy", mmap_mode="r"))
+        self.compactions += 1
+
+
 @dataclass
 class TextEmbedder:
     """Sentence embeddings of descriptions with an on-disk cache.
+
+    Each distinct string is encoded at most once per embedder (a run): strings seen by an
+    earlier :meth:`encode` call or found in the on-disk cache are looked up, and equal
+    strings in one call (a raw description equal to its normalised form, two codes with one
+    name) share one encoding, as do ASCII strings that differ only in case when the model
+    lower-cases its input (the uncased MiniLM does). New strings are encoded longest first in batches of
+    ``batch_size``, which is fastest for MiniLM on a 2-core CPU (measured: 32-64).
 
     Parameters
     ----------
@@ -81,21 +230,40 @@ class TextEmbedder:
         A local sentence-transformers model directory. Default: the bundled MiniLM.
     cache_dir : str or Path, optional
         Cache root; embeddings live in ``cache_dir/text/<model key>/``. ``None`` uses
-        :func:`default_cache_dir`. ``False`` disables the cache.
+        :func:`default_cache_dir`. ``False`` disables the disk cache (strings are still
+        encoded once per embedder).
     batch_size : int
         Encoding batch size.
     quiet : bool
         No progress bar.
+
+    Attributes
+    ----------
+    n_requested_ : int
+        Strings asked for, over all calls (with repeats).
+    n_encoded_ : int
+        Distinct strings run through the model.
+    n_cached_ : int
+        Distinct strings read from the disk cache.
+    n_damaged_shards_ : int
+        Damaged cache shards found (removed; their strings are encoded again).
+    encode_seconds_ : float
+        Time spent in the model.
     """
 
     model_path: str | Path | None = None
     cache_dir: str | Path | None | bool = None
-    batch_size: int = 128
+    batch_size: int = 32
     quiet: bool = False
+    n_requested_: int = field(default=0, init=False)
     n_encoded_: int = field(default=0, init=False)
     n_cached_: int = field(default=0, init=False)
+    n_damaged_shards_: int = field(default=0, init=False)
+    encode_seconds_: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 1:
+            raise MashInputError(f"text batch size must be a positive integer, got {self.batch_size!r}")
         path = Path(self.model_path) if self.model_path is not None else default_model_path()
         if not path.is_dir() or not (path / "config.json").exists() and not (path / "modules.json").exists():
             raise MashInputError(
@@ -105,7 +273,11 @@ class TextEmbedder:
             )
         self._path = path
         self._key = model_key(path)
+        self._lower = lowercases_input(path)
         self._model = None
+        self._store: _ShardStore | None = None
+        self._memo: dict[bytes, np.ndarray] = {}  # this run's vectors when there is no disk cache
+        self._from_disk: set[bytes] = set()
         if self.cache_dir is False:
             self._dir = None
         else:
@@ -120,6 +292,20 @@ class TextEmbedder:
     @property
     def name(self) -> str:
         return self._path.name
+
+    def stats(self) -> dict[str, float | int]:
+        """Counters for a manifest: requested, encoded, from cache, damaged shards, rate."""
+        rate = self.n_encoded_ / self.encode_seconds_ if self.encode_seconds_ > 0 else None
+        return {
+            "requested": self.n_requested_,
+            "encoded": self.n_encoded_,
+            "from_cache": self.n_cached_,
+            "damaged_shards": self.n_damaged_shards_,
+            "compactions": 0 if self._store is None else self._store.compactions,
+            "batch_size": self.batch_size,
+            "encode_seconds": round(self.encode_seconds_, 3),
+            "descriptions_per_s": None if rate is None else round(rate, 1),
+        }
 
     def _load_model(self):
         if self._model is None:
@@ -136,30 +322,45 @@ class TextEmbedder:
                 raise MashInputError(f"cannot load text model: {exc}", file=self._path) from exc
         return self._model
 
-    def _read_cache(self) -> dict[bytes, np.ndarray]:
-        table: dict[bytes, np.ndarray] = {}
-        if self._dir is None or not self._dir.is_dir():
-            return table
-        for shard in sorted(self._dir.glob("shard-*.npz")):
-            try:
-                with np.load(shard) as z:
-                    keys, vecs = z["keys"], z["vectors"]
-            except Exception:  # a damaged shard is ignored (it is only a cache) and rebuilt
-                continue
-            for k, v in zip(keys.tolist(), vecs, strict=True):
-                table[k] = v
-        return table
+    def _open_store(self) -> _ShardStore | None:
+        if self._dir is not None and self._store is None:
+            self._store = _ShardStore(self._dir)
+            self.n_damaged_shards_ = self._store.damaged
+            if self._store.damaged:
+                warnings.warn(
+                    f"text cache {self._dir}: {self._store.damaged} damaged shard(s) removed; "
+                    "their descriptions are encoded again",
+                    TextCacheWarning,
+                    stacklevel=3,
+                )
+        return self._store
 
-    def _write_cache(self, keys: np.ndarray, vecs: np.ndarray) -> None:
-        if self._dir is None or len(keys) == 0:
-            return
-        digest = hashlib.sha1(keys.tobytes()).hexdigest()[:16]
-        with atomic_path(self._dir / f"shard-{digest}.npz") as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, keys=keys, vectors=vecs)
+    def _run_model(self, todo: list[str]) -> np.ndarray:
+        model = self._load_model()
+        order = sorted(range(len(todo)), key=lambda i: (-len(todo[i]), i))  # longest first
+        chunk = 16 * self.batch_size  # one progress step per chunk
+        parts = []
+        t0 = time.perf_counter()
+        starts = range(0, len(order), chunk)
+        for start in bar(starts, "embed text", quiet=self.quiet, total=len(starts)):
+            idx = order[start : start + chunk]
+            parts.append(
+                model.encode(
+                    [todo[i] for i in idx],
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                ).astype(np.float32)
+            )
+        self.encode_seconds_ += time.perf_counter() - t0
+        sorted_vecs = np.concatenate(parts, axis=0)
+        out = np.empty_like(sorted_vecs)
+        out[np.asarray(order)] = sorted_vecs
+        return out
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Embed texts; cached ones are read, new ones encoded and cached.
+        """Embed texts; strings seen before (this run or in the cache) are looked up.
 
         Parameters
         ----------
@@ -170,36 +371,32 @@ class TextEmbedder:
         ndarray, shape (n, d), float32
             ℓ2-normalised embeddings, row i for ``texts[i]``.
         """
-        keys = _text_keys(texts)
-        table = self._read_cache()
-        uniq_missing = sorted({k for k in keys.tolist() if k not in table})
-        if uniq_missing:
-            by_key = dict(zip(keys.tolist(), texts, strict=True))
-            todo = [by_key[k] for k in uniq_missing]
-            model = self._load_model()
-            out = []
-            batches = range(0, len(todo), self.batch_size)
-            for start in bar(batches, "embed text", quiet=self.quiet, total=len(batches)):
-                chunk = todo[start : start + self.batch_size]
-                out.append(
-                    model.encode(
-                        chunk,
-                        batch_size=self.batch_size,
-                        normalize_embeddings=True,
-                        convert_to_numpy=True,
-                        show_progress_bar=False,
-                    ).astype(np.float32)
-                )
-            new = np.concatenate(out, axis=0)
-            new_keys = np.array(uniq_missing, dtype="S20")
-            self._write_cache(new_keys, new)
-            for k, v in zip(uniq_missing, new, strict=True):
-                table[k] = v
-        self.n_encoded_ += len(uniq_missing)
-        self.n_cached_ += len(set(keys.tolist())) - len(uniq_missing)
+        self.n_requested_ += len(texts)
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        return np.stack([table[k] for k in keys.tolist()]).astype(np.float32)
+        texts = canonical_texts(texts, self._lower)
+        keys = _text_keys(texts).tolist()
+        store = self._open_store()
+        known = store.index if store is not None else self._memo
+        first: dict[bytes, int] = {}
+        for i, k in enumerate(keys):
+            first.setdefault(k, i)
+        missing = sorted(k for k in first if k not in known)
+        if store is not None:
+            hits = [k for k in first if k in known and k not in self._from_disk]
+            self._from_disk.update(hits)
+            self.n_cached_ += len(hits)
+        if missing:
+            new = self._run_model([texts[first[k]] for k in missing])
+            self.n_encoded_ += len(missing)
+            if store is not None:
+                store.put(np.array(missing, dtype="S20"), new)
+                self._from_disk.update(missing)  # encoded this run: not a cache hit later
+            else:
+                self._memo.update(zip(missing, new, strict=True))
+        if store is not None:
+            return store.get(keys)
+        return np.stack([self._memo[k] for k in keys]).astype(np.float32)
 
 
 def fit_tfidf(corpus: list[str], *, analyzer: str = "char_wb", ngram_range: tuple[int, int] = (3, 5)):

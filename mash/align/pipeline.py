@@ -578,7 +578,8 @@ def align(
         "parameters": {**asdict(cfg), "anchors_file": None if anchors_file is None else str(anchors_file)},
         "seed": cfg.seed,
         "text_model": {"name": embedder.name, "key": embedder.key},
-        "text_cache": {"encoded": embedder.n_encoded_, "from_cache": embedder.n_cached_},
+        "text_cache": {**embedder.stats(),
+                       "encodings_per_code": round(embedder.n_encoded_ / max(1, sum(s.n_codes for s in sites)), 3)},
         "sites": {
             n: {
                 "path": views[n].site.source,
