@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from mash._version import __version__
-from mash.errors import MashError
+from mash.errors import MashError, MashInputError
 
 
 def _positive_int(text: str) -> int:
@@ -86,15 +86,21 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--quiet", action="store_true", help="no progress bars or summary")
 
     def model_options(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--model", default="time_aware",
-                       choices=["time_aware", "transformer", "lstm", "retain", "dipole", "tlstm", "hitanet"],
-                       help="encoder (time_aware is mash's; the others are baselines)")
-        q.add_argument("--dim", type=_positive_int, default=64)
-        q.add_argument("--layers", type=_positive_int, default=2)
-        q.add_argument("--heads", type=_positive_int, default=4)
-        q.add_argument("--dropout", type=float, default=0.1)
-        q.add_argument("--max-visits", type=_positive_int, default=64, help="most recent visits kept")
-        q.add_argument("--max-codes", type=_positive_int, default=32, help="codes kept per visit")
+        from mash.models.config import MODEL_NAMES, ModelConfig
+
+        d = ModelConfig()
+        q.add_argument("--model", default=d.model, choices=list(MODEL_NAMES),
+                       help="encoder: time_aware is mash's; the others are baselines (default: %(default)s)")
+        q.add_argument("--dim", type=_positive_int, default=d.dim, help="vector width (default: %(default)s)")
+        q.add_argument("--layers", type=_positive_int, default=None,
+                       help=f"Transformer layers (time_aware and transformer only; default: {d.layers})")
+        q.add_argument("--heads", type=_positive_int, default=None,
+                       help=f"attention heads, dividing --dim (time_aware and transformer only; default: {d.heads})")
+        q.add_argument("--dropout", type=float, default=d.dropout, help="dropout in [0, 1) (default: %(default)s)")
+        q.add_argument("--max-visits", type=_positive_int, default=d.max_visits,
+                       help="most recent visits kept (default: %(default)s)")
+        q.add_argument("--max-codes", type=_positive_int, default=d.max_codes,
+                       help="codes kept per visit (default: %(default)s)")
         q.add_argument("--no-init", action="store_true", help="random code vectors instead of the hierarchy's")
 
     def train_options(q: argparse.ArgumentParser, epochs: int) -> None:
@@ -247,11 +253,15 @@ def _cmd_build_hierarchy(args: argparse.Namespace) -> int:
 
 
 def _model_config(args: argparse.Namespace):  # noqa: ANN202
-    from mash.models.config import ModelConfig
+    from mash.models.config import TRANSFORMERS, ModelConfig
 
-    return ModelConfig(model=args.model, dim=args.dim, layers=args.layers, heads=args.heads,
-                       dropout=args.dropout, max_visits=args.max_visits, max_codes=args.max_codes,
-                       init=not args.no_init)
+    given = [f"--{n}" for n in ("layers", "heads") if getattr(args, n) is not None]
+    if given and args.model not in TRANSFORMERS:
+        raise MashInputError(f"{' and '.join(given)} apply to the Transformer models ({', '.join(TRANSFORMERS)}); "
+                             f"the {args.model} baseline has no such option")
+    sizes = {n: getattr(args, n) for n in ("layers", "heads") if getattr(args, n) is not None}
+    return ModelConfig(model=args.model, dim=args.dim, dropout=args.dropout, max_visits=args.max_visits,
+                       max_codes=args.max_codes, init=not args.no_init, **sizes)
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:

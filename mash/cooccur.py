@@ -33,6 +33,7 @@ import math
 import os
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,7 @@ __all__ = [
     "cooccurrence_embeddings",
     "sppmi",
     "svd_embeddings",
+    "SvdFallbackWarning",
 ]
 
 # Dense upper-triangle accumulator when it has at most this many cells (128 MiB of int64,
@@ -741,6 +743,10 @@ def _sign_fix(u: np.ndarray) -> np.ndarray:
     return u * signs
 
 
+class SvdFallbackWarning(UserWarning):
+    """ARPACK did not converge and the dense SVD was used instead (slower, same result)."""
+
+
 def svd_embeddings(matrix: sp.spmatrix | np.ndarray, dim: int = 64, seed: int = 0) -> np.ndarray:
     r"""Row embeddings :math:`U_d \Sigma_d^{1/2}` of a truncated SVD, unit-norm rows.
 
@@ -789,6 +795,12 @@ def svd_embeddings(matrix: sp.spmatrix | np.ndarray, dim: int = 64, seed: int = 
            [0., 1., 0.],
            [0., 0., 0.]], dtype=float32)
     """
+    return _svd_embeddings(matrix, dim, seed)[0]
+
+
+def _svd_embeddings(matrix: sp.spmatrix | np.ndarray, dim: int, seed: int) -> tuple[np.ndarray, str]:
+    """:func:`svd_embeddings` and the solver used: ``"none"`` (empty matrix), ``"dense"``,
+    ``"arpack"`` or ``"dense after arpack did not converge"`` (also warned)."""
     if isinstance(dim, bool) or int(dim) < 1:
         raise MashInputError(f"dim must be a positive integer, got {dim!r}")
     dim = int(dim)
@@ -797,7 +809,7 @@ def svd_embeddings(matrix: sp.spmatrix | np.ndarray, dim: int = 64, seed: int = 
     n_rows, n_cols = m.shape
     out = np.zeros((n_rows, dim), dtype=np.float32)
     if m.nnz == 0 or min(n_rows, n_cols) == 0:
-        return out
+        return out, "none"
     if not np.isfinite(m.data).all():
         raise MashInputError("matrix has non-finite entries")
     # Only rows and columns with entries carry singular mass: factorise those alone.
@@ -808,12 +820,21 @@ def svd_embeddings(matrix: sp.spmatrix | np.ndarray, dim: int = 64, seed: int = 
     k_max = min(m.shape)
     k = min(dim, k_max)
     u = s = None
+    solver = "dense"
     if k_max > 512 and k < k_max - 1:
         v0 = np.random.default_rng(seed).standard_normal(k_max)
         try:
             u, s, _ = svds(m, k=k, v0=v0, solver="arpack")
+            solver = "arpack"
         except ArpackNoConvergence:
             u = s = None
+            solver = "dense after arpack did not converge"
+            warnings.warn(
+                f"ARPACK did not converge on the {m.shape[0]} x {m.shape[1]} SPPMI matrix; "
+                "used the dense SVD (same result, more time and memory)",
+                SvdFallbackWarning,
+                stacklevel=3,
+            )
     if u is None or s is None:
         u, s, _ = np.linalg.svd(m.toarray(), full_matrices=False)
     order = np.argsort(-s, kind="stable")[:k]
@@ -824,7 +845,7 @@ def svd_embeddings(matrix: sp.spmatrix | np.ndarray, dim: int = 64, seed: int = 
     norms = np.linalg.norm(emb, axis=1)
     ok = norms > 1e-12 * max(float(norms.max()), 1e-300)
     out[rows[ok], :rank] = emb[ok] / norms[ok, None]
-    return out
+    return out, solver
 
 
 def cooccurrence_embeddings(
@@ -891,7 +912,7 @@ def cooccurrence_embeddings(
     m = sppmi(res.counts, shift=shift, cds_alpha=cds_alpha)
     t2 = time.perf_counter()
     seconds["sppmi"] = t2 - t1
-    vectors = svd_embeddings(m, dim=dim, seed=seed)
+    vectors, solver = _svd_embeddings(m, dim, seed)
     seconds["svd"] = time.perf_counter() - t2
     reliable = (res.code_events >= int(min_events)) & (np.diff(m.indptr) > 0)
     reliable &= np.any(vectors != 0, axis=1)
@@ -905,6 +926,7 @@ def cooccurrence_embeddings(
         "nnz_counts": int(res.counts.nnz),
         "nnz_sppmi": int(m.nnz),
         "n_reliable": int(reliable.sum()),
+        "svd_solver": solver,
         "events_per_second": round(res.events_per_second, 1),
         "seconds": {k: round(v, 4) for k, v in seconds.items()},
     }

@@ -107,3 +107,38 @@ def test_simulate_prints_outcome_rates(tmp_path, capsys):
     for name, r in sites.items():
         line = next(x for x in err.splitlines() if x.startswith(f"{name} outcomes:"))
         assert f"onset {r['onset']}/{r['cohort']} at risk" in line and f"event {r['event']}/300" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--heads", "3"], "dim=64 must be divisible by heads=3"),
+        (["--model", "lstm", "--layers", "3"], "--layers apply to the Transformer models"),
+        (["--model", "retain", "--heads", "2"], "--heads apply to the Transformer models"),
+        (["--dropout", "1.5"], "ModelConfig.dropout must be a number in [0.0, 1.0)"),
+        (["--lr", "0"], "lr must be a number in (0.0"),
+    ],
+)
+def test_bad_model_options_are_one_line_errors(args, message, sample_hierarchy_file, sample_dir, tmp_path, capsys):
+    """Bad model or training options are input errors, not internal errors or ignored."""
+    code = main(["pretrain", str(sample_dir / "site_A"), str(sample_dir / "site_B"), "--hierarchy",
+                 str(sample_hierarchy_file), "--out", str(tmp_path / "ckpt"), "--epochs", "1", "--quiet", *args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err and "internal error" not in err and "Traceback" not in err
+    assert len([ln for ln in err.splitlines() if ln.startswith("mash: error")]) == 1
+
+
+def test_model_configs_validate():
+    from mash.errors import MashInputError
+    from mash.models.config import FinetuneConfig, ModelConfig, PretrainConfig
+
+    ModelConfig(model="lstm")  # the baselines' configs keep the Transformer defaults
+    for bad in ({"model": "gru"}, {"dim": 0}, {"layers": True}, {"max_codes": 1.5}, {"dim": 30, "heads": 4}):
+        with pytest.raises(MashInputError):
+            ModelConfig(**bad)
+    for bad in ({"epochs": 0}, {"mask_share": 2.0}, {"weights": (0.0, 0.0, 0.0)}, {"weights": (1.0,)}):
+        with pytest.raises(MashInputError):
+            PretrainConfig(**bad)
+    with pytest.raises(MashInputError):
+        FinetuneConfig(patience=0)

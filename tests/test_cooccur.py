@@ -394,3 +394,27 @@ def test_svd_ignores_empty_rows_and_columns():
     v = svd_embeddings(full.tocsr(), dim=5)
     np.testing.assert_allclose(v[r], svd_embeddings(a, dim=5), atol=1e-6)
     assert not np.delete(v, r, axis=0).any()
+
+
+def test_arpack_failure_is_recorded_and_warned(monkeypatch):
+    """A non-converging ARPACK falls back to the dense SVD, with a warning and a stat."""
+    import scipy.sparse.linalg as spla
+
+    from mash import cooccur
+
+    rng = np.random.default_rng(0)
+    subject = np.repeat(np.arange(4000), 6)
+    code = rng.integers(0, 700, len(subject)).astype(np.int32)
+    times = np.zeros(len(subject))
+    ok = cooccur.cooccurrence_embeddings(subject, times, code, 700, dim=8, min_events=1)
+    assert ok.stats["svd_solver"] == "arpack"
+
+    def no_convergence(*args, **kwargs):
+        raise spla.ArpackNoConvergence("no convergence", np.zeros(0), np.zeros((0, 0)))
+
+    monkeypatch.setattr(cooccur, "svds", no_convergence)
+    with pytest.warns(cooccur.SvdFallbackWarning, match="ARPACK did not converge"):
+        res = cooccur.cooccurrence_embeddings(subject, times, code, 700, dim=8, min_events=1)
+    assert res.stats["svd_solver"] == "dense after arpack did not converge"
+    a, b = ok.vectors.astype(np.float64), res.vectors.astype(np.float64)
+    np.testing.assert_allclose(a @ a.T, b @ b.T, atol=1e-3)  # the same embedding geometry

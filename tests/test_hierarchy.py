@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -337,3 +338,33 @@ def test_load_rejects_non_trees(tmp_path):
     (tmp_path / "bad.graphml").write_text("<graphml><oops")
     with pytest.raises(MashInputError, match="cannot read"):
         Hierarchy.load(tmp_path / "bad.graphml")
+
+
+def test_provenance_records_what_the_alignment_read(sample_alignment, sample_dir, tmp_path):
+    """The hierarchy manifest names the site files behind the alignment (their real
+    hashes) and the alignment files it read; changing an input changes the record."""
+    import shutil
+
+    from mash._io import sha256_file
+    from mash.hyperbolic.build import ALIGNMENT_FILES
+
+    h = build_hierarchy(str(sample_alignment), seed=0, **FAST)
+    prov = h.manifest["alignment_inputs"]
+    assert set(prov) == {"site_A", "site_B"}
+    for site, files in prov.items():
+        assert files, site
+        for name, digest in files.items():  # the hashes of the real site files
+            assert digest == sha256_file(sample_dir / site / Path(name).name)
+    assert h.manifest["input_hashes"] == {n: sha256_file(sample_alignment / n) for n in ALIGNMENT_FILES}
+
+    changed = tmp_path / "changed"
+    shutil.copytree(sample_alignment, changed)
+    m = json.loads((changed / "manifest.json").read_text())
+    first = next(iter(m["sites"]["site_A"]["input_hashes"]))
+    m["sites"]["site_A"]["input_hashes"][first] = "0" * 64  # as if that site file had changed
+    (changed / "manifest.json").write_text(json.dumps(m))
+    h2 = build_hierarchy(str(changed), seed=0, **FAST)
+    assert h2.manifest["alignment_inputs"] != prov
+    assert h2.manifest["alignment_manifest_hash"] != h.manifest["alignment_manifest_hash"]
+    assert h2.manifest["input_hashes"]["manifest.json"] != h.manifest["input_hashes"]["manifest.json"]
+    assert h2.manifest["embeddings_hash"] == h.manifest["embeddings_hash"]  # same vectors

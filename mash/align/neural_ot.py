@@ -25,6 +25,8 @@ import ot
 import torch
 from torch import nn
 
+from mash._rng import isolated_torch_rng
+
 
 class ResidualMap(nn.Module):
     """``x ↦ x W + MLP(x)``, ``W`` initialised from ``w0`` and the MLP's output layer at 0.
@@ -58,6 +60,7 @@ class NeuralOTResult:
     losses: list[float] = field(default_factory=list)
     ot_losses: list[float] = field(default_factory=list)
     anchor_losses: list[float] = field(default_factory=list)
+    sinkhorn_unconverged: int = 0  # minibatch Sinkhorn solves that ended above their tolerance
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Map rows of ``x`` (n, d_in) to (n, d_out), ℓ2-normalised, float32."""
@@ -67,6 +70,7 @@ class NeuralOTResult:
         return y.numpy().astype(np.float32)
 
 
+@isolated_torch_rng
 def fit_neural_ot(
     x: np.ndarray,
     y: np.ndarray,
@@ -129,7 +133,9 @@ def fit_neural_ot(
         cost = 1.0 - fx @ yt[iy].T
         a = torch.full((bx,), 1.0 / bx)
         b = torch.full((by,), 1.0 / by)
-        ot_loss = ot.sinkhorn2(a, b, cost, reg, numItermax=200, stopThr=1e-6)
+        ot_loss, sk_log = ot.sinkhorn2(a, b, cost, reg, numItermax=200, stopThr=1e-6, log=True, warn=False)
+        if not sk_log["err"] or not float(torch.as_tensor(sk_log["err"][-1]).detach()) < 1e-6:  # counted; warned
+            result.sinkhorn_unconverged += 1
         loss = ot_loss
         if len(ai):
             take = torch.randint(len(ai), (min(len(ai), batch_size),), generator=gen)

@@ -257,6 +257,11 @@ class _PairAligner:
                                 steps=cfg.ot_steps, reg=cfg.ot_reg, anchor_weight=cfg.ot_anchor_weight, seed=cfg.seed)
             self.mapped_cooc[relq] = res.transform(self.q.cooc[relq])
             self.log["ot_loss_first_last"] = [res.losses[0], res.losses[-1]]
+            self.log["ot_sinkhorn_unconverged_steps"] = res.sinkhorn_unconverged
+            if res.sinkhorn_unconverged:
+                warnings.warn(f"neural OT: the minibatch Sinkhorn did not converge in {res.sinkhorn_unconverged} "
+                              f"of {cfg.ot_steps} steps (tolerance 1e-6, 200 iterations); see the manifest",
+                              AlignmentWarning, stacklevel=2)
         else:
             y = self.q.cooc[relq] @ w0
             self.mapped_cooc[relq] = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
@@ -416,6 +421,9 @@ class _PairAligner:
         if fit.n_anchors == 0:
             warnings.warn("no anchor pairs: the scorer kept its starting weights (all ones); scores are "
                           "uncalibrated", AlignmentWarning, stacklevel=2)
+        elif not fit.converged:
+            warnings.warn(f"the scorer fit did not converge in {fit.iterations} iterations; see the manifest",
+                          AlignmentWarning, stacklevel=2)
         prob = segment_softmax(logits, self.pairs.ptr)
         top = segment_topk(logits, self.pairs, min(cfg.top_k, self.r.site.n_codes))
         idx, scores = self.pairs.reference[top], prob[top].astype(np.float32)

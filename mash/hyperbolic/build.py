@@ -16,6 +16,8 @@ Stages (one progress bar each):
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -354,7 +356,7 @@ def build_hierarchy(
         "mash_version": __version__,
         "command": "build-hierarchy",
         "alignment": source_path,
-        "alignment_manifest_hash": sha256_text(repr(sorted(alignment.manifest.get("input_hashes", {}).items()))),
+        **alignment_provenance(alignment, source_path),
         "concepts_hash": sha256_text(con.to_csv(index=False)),
         "labels": list(labels),
         "label_sources": [s.name for s in sources],
@@ -368,6 +370,51 @@ def build_hierarchy(
         "peak_rss_mb": max(timer.peak_rss_mb.values()),
     }
     return Hierarchy(graph, manifest)
+
+
+#: Files of an alignment directory that :func:`build_hierarchy` reads.
+ALIGNMENT_FILES = ("manifest.json", "mapping.csv", "concepts.csv", "embeddings.npz")
+
+
+def alignment_provenance(alignment, source_path: str | None) -> dict[str, Any]:
+    """What a hierarchy was built from, for its manifest.
+
+    Parameters
+    ----------
+    alignment : Alignment
+    source_path : str or None
+        The directory it was loaded from, if any.
+
+    Returns
+    -------
+    dict
+        ``input_hashes``: SHA-256 of each alignment file read (only when loaded from a
+        directory); ``alignment_inputs``: the site files the alignment itself read, as its
+        manifest records them (``sites[*].input_hashes``); ``alignment_manifest_hash``: a
+        hash of the alignment's manifest without its run-dependent parts (timings, text
+        cache counters); ``embeddings_hash``: a hash of the aligned vectors used.
+    """
+    from pathlib import Path
+
+    from mash._io import sha256_file
+
+    manifest = alignment.manifest or {}
+    stable = {k: v for k, v in manifest.items() if k not in ("timings_s", "text_cache", "peak_rss_mb")}
+    h = hashlib.sha256()
+    for key in sorted(alignment.embeddings):
+        arr = np.ascontiguousarray(alignment.embeddings[key])
+        h.update(key.encode())
+        h.update(str(arr.dtype).encode() + str(arr.shape).encode())
+        h.update(arr.astype("U").tobytes() if arr.dtype.kind in "OU" else arr.tobytes())
+    out: dict[str, Any] = {
+        "alignment_inputs": {site: dict(info.get("input_hashes", {}))
+                             for site, info in sorted(manifest.get("sites", {}).items())},
+        "alignment_manifest_hash": sha256_text(json.dumps(stable, sort_keys=True, default=str)),
+        "embeddings_hash": h.hexdigest(),
+    }
+    if source_path is not None:
+        out["input_hashes"] = {name: sha256_file(Path(source_path) / name) for name in ALIGNMENT_FILES}
+    return out
 
 
 def _counts(graph: nx.DiGraph, n_concepts: int, forest: LabelForest) -> dict[str, int]:

@@ -34,6 +34,7 @@ import geoopt
 import numpy as np
 import torch
 
+from mash._rng import isolated_torch_rng
 from mash.errors import MashError
 from mash.progress import bar
 
@@ -514,6 +515,7 @@ def _learning_rate(
     return lr * (1.0 + (final_factor - 1.0) * frac)
 
 
+@isolated_torch_rng
 def fit_ranking(
     relations: np.ndarray,
     n_nodes: int,

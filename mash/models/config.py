@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from mash.errors import MashInputError
 
-__all__ = ["FinetuneConfig", "ModelConfig", "PretrainConfig", "from_dict"]
+__all__ = ["FinetuneConfig", "ModelConfig", "PretrainConfig", "from_dict", "MODEL_NAMES", "TRANSFORMERS"]
+
+MODEL_NAMES = ("time_aware", "transformer", "lstm", "retain", "dipole", "tlstm", "hitanet")
+#: The models that have ``layers`` and ``heads``; the baselines have neither.
+TRANSFORMERS = ("time_aware", "transformer")
+
+
+def _check_int(owner: str, name: str, value: Any, low: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise MashInputError(f"{owner}.{name} must be an integer >= {low}, got {value!r}")
+
+
+def _check_float(owner: str, name: str, value: Any, low: float, high: float, *, open_high: bool = False,
+                 open_low: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > low if open_low else value >= low) and (value < high if open_high else value <= high)
+    if not ok:
+        lo, hi = "(" if open_low else "[", ")" if open_high else "]"
+        raise MashInputError(f"{owner}.{name} must be a number in {lo}{low}, {high}{hi}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -45,6 +65,17 @@ class ModelConfig:
     time_init: float = 0.0
     time_embedding: bool = True
 
+    def __post_init__(self) -> None:
+        if self.model not in MODEL_NAMES:
+            raise MashInputError(f"unknown model {self.model!r}; choose one of {', '.join(sorted(MODEL_NAMES))}")
+        for name in ("dim", "layers", "heads", "max_visits", "max_codes"):
+            _check_int("ModelConfig", name, getattr(self, name))
+        _check_float("ModelConfig", "dropout", self.dropout, 0.0, 1.0, open_high=True)
+        _check_float("ModelConfig", "time_init", self.time_init, -1e6, 1e6)
+        if self.model in TRANSFORMERS and self.dim % self.heads:
+            raise MashInputError(f"dim={self.dim} must be divisible by heads={self.heads} "
+                                 "(each attention head gets dim/heads features)")
+
 
 @dataclass(frozen=True)
 class PretrainConfig:
@@ -65,6 +96,21 @@ class PretrainConfig:
     code_weight: float = 0.0
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            _check_int("PretrainConfig", name, getattr(self, name))
+        _check_int("PretrainConfig", "seed", self.seed, 0)
+        _check_float("PretrainConfig", "lr", self.lr, 0.0, 10.0, open_low=True)
+        _check_float("PretrainConfig", "weight_decay", self.weight_decay, 0.0, 10.0)
+        for name in ("pair_share", "mask_share", "alter_share_records", "alter_share_visits"):
+            _check_float("PretrainConfig", name, getattr(self, name), 0.0, 1.0)
+        if len(self.weights) != 3:
+            raise MashInputError(f"PretrainConfig.weights needs 3 task weights, got {self.weights!r}")
+        for w in (*self.weights, self.code_weight):
+            _check_float("PretrainConfig", "weights", w, 0.0, 1e6)
+        if not any(self.weights) and not self.code_weight:
+            raise MashInputError("PretrainConfig: every task weight is 0; nothing would be trained")
+
 
 @dataclass(frozen=True)
 class FinetuneConfig:
@@ -76,6 +122,13 @@ class FinetuneConfig:
     weight_decay: float = 0.01
     patience: int = 5
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "patience"):
+            _check_int("FinetuneConfig", name, getattr(self, name))
+        _check_int("FinetuneConfig", "seed", self.seed, 0)
+        _check_float("FinetuneConfig", "lr", self.lr, 0.0, 10.0, open_low=True)
+        _check_float("FinetuneConfig", "weight_decay", self.weight_decay, 0.0, 10.0)
 
 
 def from_dict(cls: type, values: dict[str, Any]) -> Any:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mash._rng import isolated_torch_rng
 from mash.metrics import classification_metrics, regression_metrics
 from mash.models.config import FinetuneConfig, ModelConfig
 from mash.models.outcomes import Labelled
@@ -82,6 +83,7 @@ class EvalResult:
         }
 
 
+@isolated_torch_rng
 def evaluate(
     data: Labelled,
     *,

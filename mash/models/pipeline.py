@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from mash._io import sha256_file, write_csv, write_json, write_text
+from mash._rng import isolated_torch_rng
 from mash._version import __version__
 from mash.errors import MashInputError
 from mash.hyperbolic.hierarchy import Hierarchy
@@ -91,6 +92,7 @@ def load_site_sequences(
     return (parts[0] if len(parts) == 1 else concat(parts)), stats
 
 
+@isolated_torch_rng
 def pretrain_sites(
     site_dirs: Sequence[str | Path],
     hierarchy: str | Path,

@@ -8,11 +8,9 @@ import numpy as np
 
 from mash.errors import MashInputError
 from mash.models.base import SequenceEncoder
-from mash.models.config import ModelConfig
+from mash.models.config import MODEL_NAMES, TRANSFORMERS, ModelConfig
 
 __all__ = ["MODEL_NAMES", "encoder_from_state", "make_encoder", "registry"]
-
-MODEL_NAMES = ("time_aware", "transformer", "lstm", "retain", "dipole", "tlstm", "hitanet")
 
 
 def registry() -> dict[str, type[SequenceEncoder]]:
@@ -45,7 +43,7 @@ def make_encoder(
             f"unknown model {config.model!r}; choose one of {', '.join(sorted(classes))}"
         )
     kwargs: dict = {"init": init if config.init else None, "dropout": config.dropout}
-    if config.model in ("time_aware", "transformer"):
+    if config.model in TRANSFORMERS:
         kwargs.update(layers=config.layers, heads=config.heads, max_visits=config.max_visits)
     if config.model == "time_aware":
         kwargs.update(time_init=config.time_init, time_embedding=config.time_embedding)

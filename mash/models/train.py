@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mash._rng import isolated_torch_rng
 from mash.errors import MashError
 from mash.models.base import SequenceEncoder
 from mash.models.batch import VisitBatch, collate
@@ -93,6 +94,7 @@ class PretrainResult:
     sequences_per_s: float
 
 
+@isolated_torch_rng
 def pretrain(
     encoder: SequenceEncoder,
     seqs: Sequences,
@@ -211,6 +213,7 @@ def _loss(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(out, y)
 
 
+@isolated_torch_rng
 def finetune(
     encoder: SequenceEncoder,
     seqs: Sequences,
