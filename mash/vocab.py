@@ -26,13 +26,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import numpy as np
 import pandas as pd
 
-from mash._io import sha256_file, write_text
+from mash._io import sha256_file, write_json, write_text
 from mash._version import __version__
 from mash.errors import MashError, MashInputError
 from mash.hyperbolic.hierarchy import Hierarchy, check_tree
@@ -40,11 +41,31 @@ from mash.hyperbolic.hierarchy import Hierarchy, check_tree
 if TYPE_CHECKING:  # pragma: no cover
     from mash.sites import Site
 
-__all__ = ["SPECIAL_TOKENS", "EncodedVisits", "Vocabulary", "code_counts", "logmap0"]
+__all__ = [
+    "HF_SPECIAL_TOKENS",
+    "SPECIAL_TOKENS",
+    "EncodedVisits",
+    "Vocabulary",
+    "code_counts",
+    "logmap0",
+]
 
 #: Special tokens, always ids 0..4 in this order.
 SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = range(len(SPECIAL_TOKENS))
+
+#: The specials' roles as ``transformers`` names them (``tokenizer_config.json`` keys):
+#: ``PreTrainedTokenizerFast(tokenizer_file=..., **HF_SPECIAL_TOKENS)``.
+HF_SPECIAL_TOKENS: Mapping[str, str] = MappingProxyType(
+    {
+        "pad_token": SPECIAL_TOKENS[PAD_ID],
+        "unk_token": SPECIAL_TOKENS[UNK_ID],
+        "cls_token": SPECIAL_TOKENS[CLS_ID],
+        "sep_token": SPECIAL_TOKENS[SEP_ID],
+        "mask_token": SPECIAL_TOKENS[MASK_ID],
+    }
+)
+_HF_TOKENIZER_FILE = "tokenizer.json"  # the name ``from_pretrained`` looks for
 
 FORMAT = "mash-vocabulary"
 FORMAT_VERSION = 1
@@ -513,8 +534,12 @@ class Vocabulary:
     Attributes
     ----------
     unknown : collections.Counter
-        ``(site, code) → times`` seen by :meth:`encode` without an id (encoded [UNK]).
-        Runtime state; not saved.
+        ``(site, code) → times`` seen by :meth:`encode` (or, as ``site:code``, by
+        :meth:`encode_text`) without an id (encoded [UNK]). Runtime state; not saved.
+    bare_codes : collections.Counter
+        ``word → times`` seen by :meth:`encode_text` without a known ``site:`` prefix
+        and not a token string (encoded [UNK], with a warning): usually a bare code such
+        as ``"42840"`` where ``"site_A:42840"`` was meant. Runtime state; not saved.
 
     Examples
     --------
@@ -535,6 +560,8 @@ class Vocabulary:
     ([5, 6, 1], [5])
     >>> vocab.decode([5, 6, 7]), vocab.ancestors(5)
     (['C1', 'C2', 'root'], [7])
+    >>> vocab.encode_text("A:4280 B:I509 C2 [CLS]")  # the Hugging Face export's input
+    [5, 5, 6, 2]
     >>> enc = vocab.encode_visits([[("2020-01-02", ["25000"]), ("2020-01-01", ["4280", "4280"])]],
     ...                           site="A")
     >>> enc.codes.tolist(), enc.times.tolist(), enc.n_unsorted_patients, enc.n_duplicate_codes
@@ -569,9 +596,11 @@ class Vocabulary:
         self.params: dict[str, Any] = dict(params or {})
         self.source: dict[str, Any] = dict(source or {})
         self.unknown: Counter[tuple[str, str]] = Counter()
+        self.bare_codes: Counter[str] = Counter()
         _check_layout(self)
         self._index = {t: i for i, t in enumerate(self.tokens)}
         self._codes_of: dict[int, list[tuple[str, str]]] | None = None
+        self._strings: dict[str, int] | None = None
 
     # ---- construction -----------------------------------------------------------------
 
@@ -785,6 +814,72 @@ class Vocabulary:
             out.append(i)
         return out
 
+    def encode_text(self, text: str) -> list[int]:
+        """Ids of whitespace-separated ``site:code`` words, as the Hugging Face export reads them.
+
+        The input and ids of :meth:`to_hf_tokenizer`'s tokenizer: each word is a
+        ``site:code`` string or a token string (concept id, node id, special). A word
+        with a known site's prefix but an unknown code is [UNK], counted in
+        :attr:`unknown` as ``(site, code)``, as :meth:`encode` counts it. Any other
+        unknown word, typically a bare code without its ``site:`` prefix, is [UNK] too,
+        counted in :attr:`bare_codes` and reported in one warning per call (the exported
+        tokenizer turns such words into [UNK] silently).
+
+        Parameters
+        ----------
+        text : str
+            E.g. ``"site_A:42840 site_B:I5040"``.
+
+        Returns
+        -------
+        list of int, one id per word
+
+        Raises
+        ------
+        MashInputError
+            If ``text`` is not a string.
+
+        Warns
+        -----
+        UserWarning
+            If a word has no known ``site:`` prefix and is no token, naming the sites
+            whose code it is.
+        """
+        if not isinstance(text, str):
+            raise MashInputError(
+                f"text must be a string of site:code words, got {type(text).__name__}"
+            )
+        if self._strings is None:
+            self._strings = self.alias_strings()
+        strings = self._strings
+        out, bare = [], []
+        for word in text.split():
+            i = strings.get(word)
+            if i is None:
+                i = UNK_ID
+                site = self._site_prefix(word)
+                if site is None:
+                    self.bare_codes[word] += 1
+                    bare.append(word)
+                else:
+                    self.unknown[(site, word[len(site) + 1 :])] += 1
+            out.append(i)
+        if bare:
+            example = bare[0]
+            owners = [s for s in self.sites if example in self._aliases[s]]
+            hint = (
+                f", a code of {', '.join(owners)}: write {owners[0] + ':' + example!r}"
+                if owners
+                else ""
+            )
+            warnings.warn(
+                f"{len(bare)} of {len(out)} words have no known 'site:' prefix and are no "
+                f"token: encoded as [UNK] (e.g. {example!r}{hint}); counted in "
+                "Vocabulary.bare_codes",
+                stacklevel=2,
+            )
+        return out
+
     def decode(self, ids: Iterable[int]) -> list[str]:
         """Token strings of ids (concept ids, node ids or specials)."""
         return [self.tokens[self._check_id(i)] for i in ids]
@@ -926,15 +1021,34 @@ class Vocabulary:
         return out
 
     def to_hf_tokenizer(self, path: str | Path) -> Path:
-        """Write a Hugging Face ``tokenizers`` JSON that encodes like :meth:`encode`.
+        """Write a Hugging Face tokenizer that encodes like :meth:`encode_text`.
+
+        ``path`` names a directory or a ``.json`` file:
+
+        * a directory (any path not ending in ``.json``; created if needed) receives what
+          ``PreTrainedTokenizerFast.save_pretrained`` would write: ``tokenizer.json``,
+          ``tokenizer_config.json`` (``tokenizer_class`` and the special tokens) and
+          ``special_tokens_map.json``. ``transformers.AutoTokenizer.from_pretrained(dir)``
+          (or ``PreTrainedTokenizerFast.from_pretrained(dir)``) then has ``pad_token``,
+          ``unk_token``, ``cls_token``, ``sep_token`` and ``mask_token`` set;
+        * a ``.json`` file is the ``tokenizers`` file itself, loadable by
+          ``tokenizers.Tokenizer.from_file``. When it is named ``tokenizer.json`` the two
+          companion files are written beside it, so its directory loads with
+          ``from_pretrained`` as well (a ``mash pretrain`` checkpoint does). Under another
+          name it is written alone; give ``transformers`` the roles yourself:
+          ``PreTrainedTokenizerFast(tokenizer_file=path, **HF_SPECIAL_TOKENS)``.
 
         Input text is whitespace-separated ``site:code`` strings (or token strings:
-        concept ids, node ids, specials). The file holds a WordLevel model whose vocab
-        maps every such string to its id, several strings to one id where codes share a
-        concept (``tokenizers`` keeps such aliases when reading a file, but its own
-        ``Tokenizer.save`` would keep one string per id: re-export with this method);
-        a WhitespaceSplit pre-tokenizer; ``[UNK]`` for unknown words; the five specials
-        registered as special tokens; no normaliser and no post-processor.
+        concept ids, node ids, specials); a bare code without its ``site:`` prefix is
+        ``[UNK]`` (silently: :meth:`encode_text` counts and warns). The tokenizer file
+        holds a WordLevel model whose vocab maps every such string to its id, several
+        strings to one id where codes share a concept (``tokenizers`` keeps such aliases
+        when reading a file, but its own ``Tokenizer.save`` would keep one string per id:
+        re-export with this method); a WhitespaceSplit pre-tokenizer; ``[UNK]`` for
+        unknown words; the five specials registered as special tokens; no normaliser and
+        no post-processor (``[CLS]``/``[SEP]`` are not added). ``tokenizer_config.json``
+        sets ``truncation_side="left"``, so truncation keeps the most recent codes of a
+        time-ordered text, and ``padding_side="right"`` with ``[PAD]`` (id 0).
 
         Strings ``tokenizers`` cannot match as one word (containing whitespace or a
         special token) are left out and counted in one warning.
@@ -942,14 +1056,28 @@ class Vocabulary:
         Parameters
         ----------
         path : str or Path
-            The JSON file to write (atomically).
+            The directory, or the tokenizer JSON file (each file written atomically).
 
         Returns
         -------
         Path
+            The tokenizer JSON file written (``path`` or ``path/tokenizer.json``).
+
+        Examples
+        --------
+        >>> vocab.to_hf_tokenizer("out/tokenizer")  # doctest: +SKIP
+        PosixPath('out/tokenizer/tokenizer.json')
+        >>> from transformers import AutoTokenizer  # doctest: +SKIP
+        >>> tok = AutoTokenizer.from_pretrained("out/tokenizer")  # doctest: +SKIP
+        >>> tok("site_A:42840 site_B:I5040")["input_ids"] == vocab.encode_text(
+        ...     "site_A:42840 site_B:I5040")  # doctest: +SKIP
+        True
         """
         from tokenizers import Tokenizer, models, pre_tokenizers
 
+        p = Path(path)
+        is_dir = p.is_dir() or p.suffix.lower() != ".json"
+        file = p / _HF_TOKENIZER_FILE if is_dir else p
         strings = self.alias_strings()
         unusable = [s for s in strings if s not in SPECIAL_TOKENS and _hf_unusable(s)]
         for s in unusable:
@@ -971,9 +1099,11 @@ class Vocabulary:
         words = list(strings)
         if check.encode(" ".join(words)).ids != [strings[w] for w in words]:
             raise MashError("the exported tokenizer does not reproduce the vocabulary's ids")
-        p = Path(path)
-        write_text(p, text)
-        return p
+        write_text(file, text)
+        if file.name == _HF_TOKENIZER_FILE:
+            write_json(file.parent / "tokenizer_config.json", _hf_tokenizer_config())
+            write_json(file.parent / "special_tokens_map.json", dict(HF_SPECIAL_TOKENS))
+        return file
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready content of :meth:`save`."""
@@ -1066,6 +1196,11 @@ class Vocabulary:
             )
         return int(token_id)
 
+    def _site_prefix(self, word: str) -> str | None:
+        """The longest known site name ``s`` with ``word`` starting ``s:`` (None if none)."""
+        found = [s for s in self._aliases if word.startswith(f"{s}:")]
+        return max(found, key=len) if found else None
+
     def _site_table(self, site: str) -> dict[str, int]:
         table = self._aliases.get(site)
         if table is None:
@@ -1123,6 +1258,18 @@ def _label(attrs: Mapping[str, Any], default: str) -> str:
         if value is not None and str(value).strip():
             return str(value)
     return default
+
+
+def _hf_tokenizer_config() -> dict[str, Any]:
+    """``tokenizer_config.json`` of the Hugging Face export (``transformers`` 4 and 5)."""
+    return {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        **HF_SPECIAL_TOKENS,
+        "model_input_names": ["input_ids", "attention_mask"],
+        "padding_side": "right",
+        "truncation_side": "left",
+        "clean_up_tokenization_spaces": False,
+    }
 
 
 def _hf_unusable(s: str) -> bool:

@@ -13,7 +13,7 @@ import pytest
 
 from mash.errors import MashInputError
 from mash.hyperbolic.hierarchy import Hierarchy
-from mash.vocab import SPECIAL_TOKENS, Vocabulary, code_counts, logmap0
+from mash.vocab import HF_SPECIAL_TOKENS, SPECIAL_TOKENS, Vocabulary, code_counts, logmap0
 
 # root ─┬─ _g1 (group) ─┬─ _c0 (concept C1) ─┬─ A:4280
 #       │               │                    └─ B:I509
@@ -272,6 +272,79 @@ def test_hf_tokenizer_counts_unusable_strings(tmp_path):
     vocab = Vocabulary.from_hierarchy(Hierarchy(g))
     with pytest.warns(UserWarning, match="1 code/token strings"):
         vocab.to_hf_tokenizer(tmp_path / "t.json")
+
+
+def test_hf_directory_loads_with_transformers_special_tokens_set(vocab, tmp_path):
+    transformers = pytest.importorskip("transformers")
+
+    path = vocab.to_hf_tokenizer(tmp_path / "hf")
+    assert path == tmp_path / "hf" / "tokenizer.json"
+    assert {f.name for f in (tmp_path / "hf").iterdir()} == {
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    }
+    text = "A:4280 A:25000 B:I509 A:9999 _g2 C1"
+    for cls in (transformers.PreTrainedTokenizerFast, transformers.AutoTokenizer):
+        tok = cls.from_pretrained(str(tmp_path / "hf"))
+        roles = (tok.pad_token, tok.unk_token, tok.cls_token, tok.sep_token, tok.mask_token)
+        assert roles == SPECIAL_TOKENS
+        assert (tok.pad_token_id, tok.unk_token_id, tok.cls_token_id, tok.mask_token_id) == (
+            vocab.pad_id,
+            vocab.unk_id,
+            vocab.cls_id,
+            vocab.mask_id,
+        )
+        ids = tok(text)["input_ids"]  # no [CLS]/[SEP] added
+        assert ids == vocab.encode_text(text)
+        assert ids[:4] == vocab.encode(["4280", "25000"], site="A") + vocab.encode(
+            ["I509", "9999"], site="B"
+        )
+        batch = tok(["A:4280", "A:4280 A:4281"], padding=True)
+        assert batch["input_ids"] == [[5, vocab.pad_id], [5, 6]]
+        assert batch["attention_mask"] == [[1, 0], [1, 1]]
+        # truncation keeps the most recent (last) codes
+        assert tok("A:4280 A:4281 A:25000", truncation=True, max_length=2)["input_ids"] == [6, 7]
+
+
+def test_hf_file_gets_companions_only_as_tokenizer_json(vocab, tmp_path):
+    transformers = pytest.importorskip("transformers")
+
+    other = vocab.to_hf_tokenizer(tmp_path / "alone" / "codes.json")
+    assert [f.name for f in other.parent.iterdir()] == ["codes.json"]
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_file=str(other), **HF_SPECIAL_TOKENS)
+    assert tok.unk_token == "[UNK]" and tok("A:4280 nope")["input_ids"] == [5, 1]
+
+    path = vocab.to_hf_tokenizer(tmp_path / "ckpt" / "tokenizer.json")  # as a checkpoint does
+    config = json.loads((tmp_path / "ckpt" / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "PreTrainedTokenizerFast"
+    assert {k: config[k] for k in HF_SPECIAL_TOKENS} == dict(HF_SPECIAL_TOKENS)
+    assert json.loads((tmp_path / "ckpt" / "special_tokens_map.json").read_text()) == dict(
+        HF_SPECIAL_TOKENS
+    )
+    tok = transformers.PreTrainedTokenizerFast.from_pretrained(str(path.parent))
+    assert tok.mask_token == "[MASK]" and tok("B:I509 [MASK]")["input_ids"] == [5, 4]
+    assert not list(tmp_path.glob("ckpt/.*.tmp"))
+
+
+def test_encode_text_matches_export_and_warns_on_bare_codes(vocab, tmp_path):
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(vocab.to_hf_tokenizer(tmp_path / "t.json")))
+    text = "A:4280 4280 A:9999 B:I509 C1 I509 [CLS] 4280"
+    with pytest.warns(UserWarning, match=r"3 of 8 words .*'4280', a code of A: write 'A:4280'"):
+        ids = vocab.encode_text(text)
+    assert ids == tok.encode(text).ids == [5, 1, 1, 5, 5, 1, 2, 1]
+    assert vocab.bare_codes == {"4280": 2, "I509": 1}
+    assert vocab.unknown == {("A", "9999"): 1}  # a known site's unknown code, as encode counts
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert vocab.encode_text("A:4281  B:E780\tA:nope") == [6, 9, 1]
+        assert vocab.encode_text("") == []
+    with pytest.warns(UserWarning, match=r"1 of 1 words .*'zz'\)"):
+        vocab.encode_text("zz")
+    with pytest.raises(MashInputError, match="string of site:code words"):
+        vocab.encode_text(["A:4280"])
 
 
 # ------------------------------------------------------------------ save / load
