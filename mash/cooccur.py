@@ -734,13 +734,13 @@ def sppmi(counts: sp.spmatrix, shift: float = 1.0, cds_alpha: float = 0.75) -> s
 
 
 def _sign_fix(u: np.ndarray) -> np.ndarray:
-    """Flip each column of ``u`` so that its largest-magnitude entry is positive."""
+    """Flip each column of ``u`` so that its largest-magnitude entry is positive
+    (scikit-learn's ``svd_flip`` convention)."""
+    from sklearn.utils.extmath import svd_flip
+
     if u.size == 0:
         return u
-    pivot = np.argmax(np.abs(u), axis=0)
-    signs = np.sign(u[pivot, np.arange(u.shape[1])])
-    signs[signs == 0] = 1.0
-    return u * signs
+    return svd_flip(u.copy(), None, u_based_decision=True)[0]
 
 
 class SvdFallbackWarning(UserWarning):

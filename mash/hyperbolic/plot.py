@@ -278,9 +278,9 @@ def _principal_axes(v: np.ndarray) -> np.ndarray:
         e[i] = 1.0
         axes[i] = e - axes[:i].T @ (axes[:i] @ e)
         axes[i] /= np.linalg.norm(axes[i])
-    big = np.argmax(np.abs(axes), axis=1)
-    signs = np.sign(axes[np.arange(2), big])
-    return axes * np.where(signs == 0, 1.0, signs)[:, None]
+    from sklearn.utils.extmath import svd_flip
+
+    return svd_flip(None, axes, u_based_decision=False)[1]
 
 
 def _categories(values: np.ndarray) -> tuple[list[str], np.ndarray]:
