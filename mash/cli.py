@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import ast
+import contextlib
+import functools
+import importlib.util
 import json
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 from mash._version import __version__
 from mash.errors import MashError, MashInputError
@@ -29,141 +34,232 @@ def _count_or_all(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a positive integer or all, got {text!r}") from None
 
 
+@functools.cache
+def _defaults(module: str, name: str) -> dict[str, Any]:
+    """The literal defaults of dataclass or function ``name`` of ``module``.
+
+    Read from the module's source with :mod:`ast` rather than by importing it: the
+    options show the library's own defaults without ``mash --help`` loading torch
+    (which would take seconds). tests/test_cli_help.py checks them against the imported
+    objects.
+    """
+    spec = importlib.util.find_spec(module)
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    node = next(n for n in tree.body if isinstance(n, ast.ClassDef | ast.FunctionDef) and n.name == name)
+    if isinstance(node, ast.ClassDef):
+        pairs = [(st.target.id, st.value) for st in node.body
+                 if isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name) and st.value is not None]
+    else:
+        args = node.args
+        positional = args.posonlyargs + args.args
+        pairs = [(a.arg, d) for a, d in zip(positional[len(positional) - len(args.defaults):], args.defaults,
+                                            strict=True)]
+        pairs += [(a.arg, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is not None]
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        with contextlib.suppress(ValueError):  # not a literal (a call, a name): not an option's default
+            out[key] = ast.literal_eval(value)
+    return out
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mash", description="Multi-site alignment of clinical codes.")
-    p.add_argument("--version", action="version", version=f"mash {__version__}")
+    p.add_argument("--version", action="version", version=f"mash {__version__}", help="print the version and exit")
     p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    quiet_help = "no progress bars and no summary (warnings and errors are still printed)"
 
-    a = sub.add_parser("align", help="align two or more sites to a reference site")
-    a.add_argument("sites", nargs="+", type=Path, metavar="SITE_DIR")
-    a.add_argument("--reference", required=True, metavar="NAME", help="name of the reference site")
-    a.add_argument("--out", required=True, type=Path, metavar="OUT_DIR")
+    d = _defaults("mash.align.pipeline", "AlignConfig")
+    a = sub.add_parser("align", help="align two or more sites to a reference site",
+                       description="Align every site to the reference site; writes mapping.csv, concepts.csv, "
+                                   "embeddings.npz and manifest.json to OUT_DIR.")
+    a.add_argument("sites", nargs="+", type=Path, metavar="SITE_DIR", help="site directories, two or more")
+    a.add_argument("--reference", required=True, metavar="NAME", help="name of the reference site (required)")
+    a.add_argument("--out", required=True, type=Path, metavar="OUT_DIR", help="output directory (required)")
     a.add_argument("--name", action="append", default=None, metavar="NAME",
                    help="site name overriding the directory name (repeat, in SITE_DIR order)")
     a.add_argument("--anchors", type=Path, metavar="FILE", help="CSV of known pairs: site,code,reference_code")
-    a.add_argument("--text-model", metavar="PATH", help="local sentence-transformers model (default: bundled all-MiniLM-L6-v2)")
-    a.add_argument("--cache-dir", metavar="DIR", help="embedding cache (default $MASH_CACHE_DIR or ~/.cache/mash)")
-    a.add_argument("--window-days", type=float, default=30.0)
-    a.add_argument("--sppmi-shift", type=float, default=1.0, help="SPPMI shift k (1 = PPMI)")
-    a.add_argument("--text-dim", type=_positive_int, default=None, help="size of the text half (PCA); default: the model's")
-    a.add_argument("--cooc-dim", type=_positive_int, default=64, help="size of the co-occurrence half")
-    a.add_argument("--min-events", type=int, default=20, help="events below which a code leans on text")
-    a.add_argument("--top-k", type=_positive_int, default=10)
-    a.add_argument("--candidates", type=_positive_int, default=50,
-                   help="candidates per code from each view; their union is scored (≥ --top-k)")
-    a.add_argument("--block-rows", type=_positive_int, default=None,
+    a.add_argument("--text-model", metavar="PATH",
+                   help="local sentence-transformers model directory (default: the bundled all-MiniLM-L6-v2)")
+    a.add_argument("--cache-dir", metavar="DIR", help="embedding cache (default: $MASH_CACHE_DIR or ~/.cache/mash)")
+    a.add_argument("--window-days", type=float, default=d["window_days"], metavar="D",
+                   help="two codes of one subject within D days co-occur (default: %(default)s)")
+    a.add_argument("--sppmi-shift", type=float, default=d["sppmi_shift"], metavar="K",
+                   help="SPPMI shift: PMI − log K, 1 = PPMI (default: %(default)s)")
+    a.add_argument("--text-dim", type=_positive_int, default=d["text_dim"], metavar="N",
+                   help="size of the text half of the vectors (PCA) (default: the model's size)")
+    a.add_argument("--cooc-dim", type=_positive_int, default=d["cooc_dim"], metavar="N",
+                   help="size of the co-occurrence half (SVD rank) (default: %(default)s)")
+    a.add_argument("--min-events", type=int, default=d["min_events"], metavar="N",
+                   help="codes with fewer events lean on text (default: %(default)s)")
+    a.add_argument("--top-k", type=_positive_int, default=d["top_k"], metavar="K",
+                   help="candidates per code written to mapping.csv (default: %(default)s)")
+    a.add_argument("--candidates", type=_positive_int, default=d["candidates"], metavar="N",
+                   help="candidates per code from each view; their union is scored, ≥ --top-k (default: %(default)s)")
+    a.add_argument("--block-rows", type=_positive_int, default=d["block_rows"], metavar="N",
                    help="query rows per block of the nearest-neighbour search (default: a 256 MB block)")
-    a.add_argument("--ot-steps", type=int, default=0,
-                   help="neural OT map training steps for co-occurrence (0 = orthogonal Procrustes only)")
-    a.add_argument("--transport", choices=["unbalanced", "none"], default="unbalanced",
-                   help="unbalanced optimal transport over the candidate pairs as a scorer view")
-    a.add_argument("--transport-mass", choices=["frequency", "uniform"], default="frequency",
-                   help="code masses of that transport")
-    a.add_argument("--concept-threshold", type=float, default=0.5)
-    a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    a.add_argument("--ot-steps", type=int, default=d["ot_steps"], metavar="N",
+                   help="neural OT map training steps for co-occurrence; 0 = orthogonal Procrustes only "
+                        "(default: %(default)s)")
+    a.add_argument("--transport", choices=["unbalanced", "none"], default=d["transport"],
+                   help="unbalanced optimal transport over the candidate pairs as a scorer view, or none "
+                        "(default: %(default)s)")
+    a.add_argument("--transport-mass", choices=["frequency", "uniform"], default=d["transport_mass"],
+                   help="code masses of that transport (default: %(default)s)")
+    a.add_argument("--concept-threshold", type=float, default=d["concept_threshold"], metavar="P",
+                   help="minimum score of a mutual best match merged into one concept (default: %(default)s)")
+    a.add_argument("--seed", type=int, default=d["seed"], help="seed of every random step (default: %(default)s)")
+    a.add_argument("--quiet", action="store_true", help=quiet_help)
 
-    h = sub.add_parser("build-hierarchy", help="one hyperbolic hierarchy over an alignment's codes")
+    d = _defaults("mash.hyperbolic.build", "HierarchyConfig")
+    h = sub.add_parser("build-hierarchy", help="one hyperbolic hierarchy over an alignment's codes",
+                       description="Build one tree over every (site, code) of an alignment; writes FILE and "
+                                   "<stem>.manifest.json beside it.")
     h.add_argument("alignment", type=Path, metavar="ALIGN_OUT_DIR", help="a directory written by mash align")
-    h.add_argument("--out", required=True, type=Path, metavar="FILE", help="hierarchy file (.graphml or .json)")
+    h.add_argument("--out", required=True, type=Path, metavar="FILE",
+                   help="hierarchy file, .graphml or .json (required)")
     h.add_argument("--format", choices=["graphml", "json"], default=None,
                    help="graphml or node-link json (default: from the suffix of --out, else graphml)")
-    h.add_argument("--labels", action="append", default=[], metavar="SOURCE",
+    h.add_argument("--labels", action="append", default=None, metavar="SOURCE",
                    help="known tree to respect, in priority order (repeat): icd10cm, ccs, parents or a CSV "
-                        "with columns code,parent[,site][,description]; sites' parent columns are always used")
+                        "with columns code,parent[,site][,description]; sites' parent columns are always used "
+                        "(default: none)")
     h.add_argument("--plot", type=Path, metavar="FILE.png", help="also draw the Poincaré disk (png, pdf or svg)")
-    h.add_argument("--dim", type=_positive_int, default=32, help="dimension of the Poincaré ball")
-    h.add_argument("--epochs", type=_positive_int, default=40)
-    h.add_argument("--knn", type=_positive_int, default=15, help="neighbours per concept in the similarity graph")
-    h.add_argument("--max-children", type=_positive_int, default=10, help="branching bound of compression")
-    h.add_argument("--compress", type=float, default=0.5, metavar="Q",
-                   help="compression strength in [0, 1] (0 keeps the binary tree)")
-    h.add_argument("--decode", choices=["average", "single"], default="average",
-                   help="agglomeration by LCA depth: average (default) or single (HypHC)")
-    h.add_argument("--lr", type=float, default=0.05)
-    h.add_argument("--seed", type=int, default=0)
-    h.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    h.add_argument("--dim", type=_positive_int, default=d["dim"],
+                   help="dimension of the Poincaré ball (default: %(default)s)")
+    h.add_argument("--epochs", type=_positive_int, default=d["epochs"],
+                   help="training epochs, each drawing as many triplets as there are concepts (default: %(default)s)")
+    h.add_argument("--knn", type=_positive_int, default=d["knn"],
+                   help="neighbours per concept in the similarity graph (default: %(default)s)")
+    h.add_argument("--max-children", type=_positive_int, default=d["max_children"],
+                   help="branching bound of compression (default: %(default)s)")
+    h.add_argument("--compress", type=float, default=d["gap_quantile"], metavar="Q",
+                   help="compression strength in [0, 1]; 0 keeps the binary tree (default: %(default)s)")
+    h.add_argument("--decode", choices=["average", "single"], default=d["decode"],
+                   help="agglomeration by LCA depth: average, or single as in HypHC (default: %(default)s)")
+    h.add_argument("--lr", type=float, default=d["lr"], help="learning rate of Riemannian Adam (default: %(default)s)")
+    h.add_argument("--seed", type=int, default=d["seed"],
+                   help="same inputs and seed give byte-identical files (default: %(default)s)")
+    h.add_argument("--quiet", action="store_true", help=quiet_help)
 
     def model_options(q: argparse.ArgumentParser) -> None:
         from mash.models.config import MODEL_NAMES, ModelConfig
 
         d = ModelConfig()
-        q.add_argument("--model", default=d.model, choices=list(MODEL_NAMES),
+        g = q.add_argument_group("model options")
+        g.add_argument("--model", default=d.model, choices=list(MODEL_NAMES),
                        help="encoder: time_aware is mash's; the others are baselines (default: %(default)s)")
-        q.add_argument("--dim", type=_positive_int, default=d.dim, help="vector width (default: %(default)s)")
-        q.add_argument("--layers", type=_positive_int, default=None,
+        g.add_argument("--dim", type=_positive_int, default=d.dim, help="vector width (default: %(default)s)")
+        g.add_argument("--layers", type=_positive_int, default=None,
                        help=f"Transformer layers (time_aware and transformer only; default: {d.layers})")
-        q.add_argument("--heads", type=_positive_int, default=None,
+        g.add_argument("--heads", type=_positive_int, default=None,
                        help=f"attention heads, dividing --dim (time_aware and transformer only; default: {d.heads})")
-        q.add_argument("--dropout", type=float, default=d.dropout, help="dropout in [0, 1) (default: %(default)s)")
-        q.add_argument("--max-visits", type=_positive_int, default=d.max_visits,
+        g.add_argument("--dropout", type=float, default=d.dropout, help="dropout in [0, 1) (default: %(default)s)")
+        g.add_argument("--max-visits", type=_positive_int, default=d.max_visits,
                        help="most recent visits kept (default: %(default)s)")
-        q.add_argument("--max-codes", type=_positive_int, default=d.max_codes,
+        g.add_argument("--max-codes", type=_positive_int, default=d.max_codes,
                        help="codes kept per visit (default: %(default)s)")
-        q.add_argument("--no-init", action="store_true", help="random code vectors instead of the hierarchy's")
+        g.add_argument("--no-init", action="store_true", help="random code vectors instead of the hierarchy's")
 
-    def train_options(q: argparse.ArgumentParser, epochs: int) -> None:
-        q.add_argument("--epochs", type=_positive_int, default=epochs)
-        q.add_argument("--batch-size", type=_positive_int, default=64)
-        q.add_argument("--lr", type=float, default=1e-3)
-        q.add_argument("--seed", type=int, default=0)
-        q.add_argument("--device", default="auto", help="auto (a GPU when present), cpu, cuda, cuda:1, ...")
-        q.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    def train_options(q: argparse.ArgumentParser, config: str) -> None:
+        d = _defaults("mash.models.config", config)
+        g = q.add_argument_group("training options")
+        g.add_argument("--epochs", type=_positive_int, default=d["epochs"], help="training epochs (default: %(default)s)")
+        g.add_argument("--batch-size", type=_positive_int, default=d["batch_size"],
+                       help="patients per batch (default: %(default)s)")
+        g.add_argument("--lr", type=float, default=d["lr"], help="learning rate of AdamW (default: %(default)s)")
+        g.add_argument("--seed", type=int, default=d["seed"], help="seed of every random step (default: %(default)s)")
+        g.add_argument("--device", default="auto",
+                       help="auto (a GPU when present), cpu, cuda, cuda:1, ... (default: %(default)s)")
+        g.add_argument("--quiet", action="store_true", help=quiet_help)
 
-    pt = sub.add_parser("pretrain", help="pretrain the visit-sequence model on one or more sites")
-    pt.add_argument("sites", nargs="+", type=Path, metavar="SITE_DIR")
+    d = _defaults("mash.models.pipeline", "pretrain_sites")
+    pt = sub.add_parser("pretrain", help="pretrain the visit-sequence model on one or more sites",
+                        description="Pretrain the visit-sequence model on the sites' records; requires "
+                                    "--hierarchy and --out.")
+    pt.add_argument("sites", nargs="+", type=Path, metavar="SITE_DIR", help="site directories, one or more")
     pt.add_argument("--hierarchy", required=True, type=Path, metavar="FILE.graphml",
-                    help="from mash build-hierarchy; its concepts are the shared vocabulary")
-    pt.add_argument("--out", required=True, type=Path, metavar="CHECKPOINT_DIR")
-    pt.add_argument("--min-count", type=_positive_int, default=1,
-                    help="back concepts seen fewer times off to their nearest frequent ancestor")
+                    help="from mash build-hierarchy; its concepts are the shared vocabulary (required)")
+    pt.add_argument("--out", required=True, type=Path, metavar="CHECKPOINT_DIR",
+                    help="checkpoint directory to write (required)")
+    pt.add_argument("--min-count", type=_positive_int, default=d["min_count"], metavar="N",
+                    help="back concepts seen fewer than N times off to their nearest frequent ancestor "
+                         "(default: %(default)s)")
     pt.add_argument("--no-harmonize", action="store_true",
                     help="one token per (site, code): no sharing across sites (a baseline)")
     pt.add_argument("--until-index", action="store_true",
                     help="cut each site's records at the index times of SITE_DIR/outcomes.csv, where "
                          "present, so that no outcome window enters pretraining")
     model_options(pt)
-    train_options(pt, epochs=10)
+    train_options(pt, "PretrainConfig")
 
-    ft = sub.add_parser("finetune", help="fine-tune and evaluate on a site's outcome (k-fold by patient)")
-    ft.add_argument("site", type=Path, metavar="SITE_DIR")
-    ft.add_argument("--target", required=True, metavar="COLUMN", help="label column of the outcomes file")
-    ft.add_argument("--out", required=True, type=Path, metavar="OUT_DIR")
-    ft.add_argument("--checkpoint", type=Path, metavar="DIR", help="a mash pretrain directory")
-    ft.add_argument("--hierarchy", type=Path, metavar="FILE.graphml",
-                    help="without --checkpoint: train from scratch on this hierarchy's vocabulary")
-    ft.add_argument("--outcomes", type=Path, metavar="FILE", help="default SITE_DIR/outcomes.csv")
-    ft.add_argument("--task", choices=["auto", "classification", "regression"], default="auto")
-    ft.add_argument("--folds", type=int, default=5, help="k-fold cross-validation; 0 = one 0.7/0.1/0.2 split")
+    d = {**_defaults("mash.models.config", "FinetuneConfig"), **_defaults("mash.models.pipeline", "finetune_site")}
+    ft = sub.add_parser("finetune", help="fine-tune and evaluate on a site's outcome (k-fold by patient)",
+                        description="Fine-tune and evaluate on one site's outcome with k-fold cross-validation "
+                                    "by patient; requires --target, --out, and --checkpoint or --hierarchy "
+                                    "(or both).")
+    ft.add_argument("site", type=Path, metavar="SITE_DIR", help="the site directory")
+    ft.add_argument("--target", required=True, metavar="COLUMN", help="label column of the outcomes file (required)")
+    ft.add_argument("--out", required=True, type=Path, metavar="OUT_DIR", help="output directory (required)")
+    start = ft.add_argument_group("where the model starts (give --checkpoint, --hierarchy or both)")
+    start.add_argument("--checkpoint", type=Path, metavar="DIR",
+                       help="a mash pretrain directory: its encoder and model options are the start")
+    start.add_argument("--hierarchy", type=Path, metavar="FILE.graphml",
+                       help="without --checkpoint: train from scratch on this hierarchy's vocabulary; with it: "
+                            "checked to give the checkpoint's vocabulary")
+    ft.add_argument("--outcomes", type=Path, metavar="FILE", help="outcomes file (default: SITE_DIR/outcomes.csv)")
+    ft.add_argument("--task", choices=["auto", "classification", "regression"], default=d["task"],
+                    help="classification (0/1 labels), regression, or auto: inferred from the labels "
+                         "(default: %(default)s)")
+    ft.add_argument("--folds", type=int, default=d["folds"], metavar="K",
+                    help="k-fold cross-validation; 0 = one 0.7/0.1/0.2 split (default: %(default)s)")
     ft.add_argument("--labels", type=float, default=None, metavar="N_OR_SHARE",
-                    help="labelled patients used: a share in (0, 1) or a count")
-    ft.add_argument("--patience", type=_positive_int, default=5, help="early-stopping patience (epochs)")
+                    help="labelled patients used: a share in (0, 1) or a count (default: all)")
+    ft.add_argument("--patience", type=_positive_int, default=d["patience"],
+                    help="early-stopping patience in epochs (default: %(default)s)")
     ft.add_argument("--plot", type=Path, metavar="FILE.png",
                     help="2-D projection of test patients' representations coloured by outcome")
     model_options(ft)
-    train_options(ft, epochs=30)
+    train_options(ft, "FinetuneConfig")
 
-    s = sub.add_parser("simulate", help="write simulated ICD-9-CM / ICD-10-CM sites with GEM gold pairs")
-    s.add_argument("out", type=Path, metavar="OUT_DIR")
-    s.add_argument("--patients", type=_positive_int, default=2000, help="patients per site")
-    s.add_argument("--conditions", type=_count_or_all, default=1500, metavar="N|all",
-                   help="ICD-9-CM conditions simulated (all: every usable one)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--opaque", choices=["site_A", "site_B"], default=None,
+    d = {**_defaults("mash.synth", "SimulationConfig"), **_defaults("mash.synth", "simulate")}
+    s = sub.add_parser("simulate", help="write simulated ICD-9-CM / ICD-10-CM sites with GEM gold pairs",
+                       description="Write site_A (ICD-9-CM), site_B (ICD-10-CM), gold.csv and simulation.json "
+                                   "to OUT_DIR.")
+    s.add_argument("out", type=Path, metavar="OUT_DIR", help="output directory")
+    s.add_argument("--patients", type=_positive_int, default=d["n_patients"], metavar="N",
+                   help="patients per site (default: %(default)s)")
+    s.add_argument("--conditions", type=_count_or_all, default=d["n_conditions"], metavar="N|all",
+                   help="ICD-9-CM conditions simulated; all: every usable one (default: %(default)s)")
+    s.add_argument("--seed", type=int, default=d["seed"], help="seed of the simulation (default: %(default)s)")
+    s.add_argument("--opaque", choices=["site_A", "site_B"], default=d["opaque_site"],
                    help="replace this site's codes by opaque local ids")
-    s.add_argument("--format", choices=["csv", "parquet"], default="csv", dest="events_format")
-    s.add_argument("--reference-vocabulary", choices=["used", "full"], default="used",
-                   help="site_B lists the codes that occur (used) or every ICD-10-CM 2024 code (full)")
-    s.add_argument("--unshared-share", type=float, default=0.0, metavar="SHARE",
-                   help="share in [0, 1) of conditions site_B never records (no counterpart)")
-    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--format", choices=["csv", "parquet"], default=d["events_format"], dest="events_format",
+                   help="events file format (default: %(default)s)")
+    s.add_argument("--reference-vocabulary", choices=["used", "full"], default=d["reference_vocabulary"],
+                   help="site_B lists the codes that occur (used) or every ICD-10-CM 2024 code (full) "
+                        "(default: %(default)s)")
+    s.add_argument("--unshared-share", type=float, default=d["unshared_share"], metavar="SHARE",
+                   help="share in [0, 1) of conditions site_B never records, without a counterpart "
+                        "(default: %(default)s)")
+    s.add_argument("--quiet", action="store_true", help=quiet_help)
     return p
 
 
 def _say(quiet: bool, text: str) -> None:
+    """A line of the run's summary (what was written, key counts): stdout, unless ``quiet``."""
     if not quiet:
-        print(text, file=sys.stderr)
+        print(text, file=sys.stdout)
+
+
+def _warn(text: str) -> None:
+    """A warning: stderr, always (as the library's warnings, printed by :func:`main`)."""
+    print(f"mash: warning: {text}", file=sys.stderr)
+
+
+def _counts(counts: dict[str, int], none: str = "none") -> str:
+    """``{"refined": 288, "file": 3}`` → ``288 refined, 3 file``."""
+    return ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items()) or none
 
 
 def _cmd_align(args: argparse.Namespace) -> int:
@@ -200,20 +296,23 @@ def _cmd_align(args: argparse.Namespace) -> int:
     alignment.save(args.out)
     m = alignment.manifest
     for name, info in m["sites"].items():
-        skipped = {
-            k: v["rows"]
-            for k, v in info["skipped_or_repaired"].items()
-            if isinstance(v, dict) and k != "rows" and v.get("rows")
-        }
-        _say(args.quiet, f"{name}: {info['codes']} codes, {info['events']} events, {info['subjects']} subjects; "
-             f"{info['codes_below_min_events']} codes below --min-events lean on text; "
-             f"skipped/repaired: {skipped or 'none'}")
+        repaired = {k: v["rows"] for k, v in info["skipped_or_repaired"].items()
+                    if isinstance(v, dict) and k not in ("rows", "codes_without_events") and v.get("rows")}
+        silent = info.get("codes_without_events", 0)
+        _say(args.quiet, f"{name}: {info['codes']} codes" + (f" ({silent} without events)" if silent else "")
+             + f", {info['events']} events, {info['subjects']} subjects; {info['codes_below_min_events']} codes "
+             f"below --min-events lean on text; rows skipped or repaired: {_counts(repaired)}")
     for name, log in m["pairs"].items():
-        _say(args.quiet, f"{name} → {alignment.reference}: anchors {log.get('anchors')}, "
-             f"co-occurrence {'used' if log.get('cooc_used') else 'not used (' + log.get('cooc_reason', '') + ')'}")
+        if log.get("cooc_used"):
+            cooc = f"used ({log.get('cooc_map')} on {log.get('cooc_anchor_pairs')} anchor pairs)"
+        else:
+            cooc = f"not used ({log.get('cooc_reason', '')})"
+        _say(args.quiet, f"{name} → {alignment.reference}: anchors: {_counts(log.get('anchors', {}))}; "
+             f"{log.get('learned_abbreviations', 0)} abbreviations learned; co-occurrence {cooc}")
     out = m["outputs"]
-    _say(args.quiet, f"wrote {args.out}/: {out['mapping_rows']} candidate rows, {out['concepts']} concepts "
-         f"({out['merged_concepts']} merged across sites) in {m['timings_s']['total']:.1f} s")
+    _say(args.quiet, f"wrote {args.out}/: mapping.csv ({out['mapping_rows']} candidate rows), concepts.csv "
+         f"({out['concepts']} concepts, {out['merged_concepts']} merged across sites), embeddings.npz "
+         f"({out['embedding_rows']} rows), manifest.json; {m['timings_s']['total']:.1f} s")
     return 0
 
 
@@ -222,7 +321,7 @@ def _cmd_build_hierarchy(args: argparse.Namespace) -> int:
 
     hierarchy = build_hierarchy(
         args.alignment,
-        args.labels,
+        args.labels or (),
         quiet=args.quiet,
         dim=args.dim,
         epochs=args.epochs,
@@ -237,17 +336,17 @@ def _cmd_build_hierarchy(args: argparse.Namespace) -> int:
     if args.plot is not None:
         hierarchy.plot(args.plot)
     m = hierarchy.manifest
+    for w in m["warnings"]:
+        _warn(w)
     c, ls = m["counts"], m["label_stats"]
     placed = ls["concepts_placed_by_neighbours"]
     without = ls["concepts_unlabelled"] - placed
     _say(args.quiet, f"{c['leaves']} codes in {c['concepts']} concepts; known groups from "
          f"{', '.join(m['label_sources']) or 'none'}: {ls['concepts_labelled']} concepts labelled, "
          f"{placed} placed by their neighbours, {without} without a group")
-    for w in m["warnings"]:
-        _say(args.quiet, f"note: {w}")
     _say(args.quiet, f"wrote {args.out}: {c['nodes']} nodes ({c['known_groups']} known groups, {c['clusters']} "
          f"clusters, {c['concept_nodes']} multi-code concepts), depth {c['max_depth']}, at most "
-         f"{c['max_children']} children, in {m['timings_s']['total']:.1f} s"
+         f"{c['max_children']} children; {m['timings_s']['total']:.1f} s"
          + (f"; picture {args.plot}" if args.plot else ""))
     return 0
 
@@ -281,12 +380,12 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
             _say(args.quiet, f"{name}: cut at {st['n_index_times']} index times: {st['n_visits_after_cutoff']} "
                  f"visits after them dropped, {st['n_empty_after_cutoff']} patients left without a visit removed")
         elif args.until_index:
-            _say(args.quiet, f"{name}: no outcomes.csv, records used whole")
+            _warn(f"{name}: no outcomes.csv, so --until-index has nothing to cut at; its records are used whole")
     first, last = m["losses"]["first_epoch"], m["losses"]["last_epoch"]
     _say(args.quiet, "losses, first → last epoch: " + ", ".join(
         f"{k} {first[k]:.3f} → {last[k]:.3f}" for k in ("contrastive", "masked_visit", "reasonable")))
     _say(args.quiet, f"wrote {args.out}/: {m['counts']['tokens']} tokens, {m['sequences_per_s']:.0f} sequences/s "
-         f"on {m['parameters']['device']}, {m['timings_s']['total']:.1f} s")
+         f"on {m['parameters']['device']}; {m['timings_s']['total']:.1f} s")
     return 0
 
 
@@ -317,8 +416,9 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     _say(args.quiet, metrics_table(m["metrics"]["summary"], headline_metrics(task)).rstrip())
     if m["representation"]:
         r = m["representation"]
-        _say(args.quiet, f"representation silhouette {r['silhouette']:.3f} (2-D {r['silhouette_2d']:.3f}); picture {args.plot}")
-    _say(args.quiet, f"wrote {args.out}/ ({task}, {args.folds or 1} fold(s)) in {m['timings_s']['total']:.1f} s")
+        _say(args.quiet, f"representation silhouette {r['silhouette']:.3f} (2-D {r['silhouette_2d']:.3f}); "
+             f"picture {args.plot}")
+    _say(args.quiet, f"wrote {args.out}/ ({task}, {args.folds or 1} fold(s)); {m['timings_s']['total']:.1f} s")
     return 0
 
 

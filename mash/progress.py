@@ -1,4 +1,9 @@
-"""One progress bar per stage, silenced by ``quiet``."""
+"""Progress bars on a terminal, silenced by ``quiet``; wall time and memory per stage.
+
+Bars go to stderr and only when stderr is a terminal: piped or redirected output (a log
+file, a notebook, CI) gets no carriage returns or escape sequences, only the lines the
+command prints.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,52 @@ import contextlib
 import resource
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 T = TypeVar("T")
 
 
-def bar(iterable: Iterable[T], desc: str, *, quiet: bool = False, total: int | None = None) -> Iterator[T]:
-    """Wrap ``iterable`` in a tqdm bar on stderr unless ``quiet``."""
+def shown(quiet: bool = False) -> bool:
+    """Whether progress bars are drawn: not ``quiet`` and stderr is a terminal (checked
+    at call time, so a redirected or captured stderr is seen)."""
     if quiet:
+        return False
+    isatty = getattr(sys.stderr, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
+
+
+def bar(iterable: Iterable[T], desc: str, *, quiet: bool = False, total: int | None = None) -> Iterator[T]:
+    """Wrap ``iterable`` in a tqdm bar on stderr when :func:`shown`."""
+    if not shown(quiet):
         yield from iterable
         return
     yield from tqdm(iterable, desc=desc, total=total, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+@contextlib.contextmanager
+def steps(desc: str, total: int, *, quiet: bool = False) -> Iterator[Callable[[str], None]]:
+    """A bar of ``total`` named steps for a stage that is not a loop over items.
+
+    ``with steps("align", 8) as step: ...; step("text views")`` advances the bar by one
+    and shows the step just finished. The callable does nothing when bars are not
+    :func:`shown`, so a stage can call it unconditionally.
+    """
+    if not shown(quiet):
+        yield lambda label: None
+        return
+    with tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True) as t:
+
+        def step(label: str) -> None:
+            t.set_postfix_str(label, refresh=False)
+            t.update()
+
+        yield step
 
 
 class Timer:

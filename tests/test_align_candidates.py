@@ -24,8 +24,8 @@ def captured(sample_sites, cache_dir):
     seen = {}
     original = pipeline._PairAligner.run
 
-    def run(self, shared):
-        out = original(self, shared)
+    def run(self, shared, *args, **kwargs):
+        out = original(self, shared, *args, **kwargs)
         seen["pa"] = self
         return out
 

@@ -101,7 +101,7 @@ def test_simulate_prints_outcome_rates(tmp_path, capsys):
     import json
 
     code = main(["simulate", str(tmp_path / "sim"), "--patients", "300", "--conditions", "120"])
-    err = capsys.readouterr().err
+    err = capsys.readouterr().out  # the summary is on stdout
     assert code == 0
     sites = json.loads((tmp_path / "sim" / "simulation.json").read_text())["outcomes"]["sites"]
     for name, r in sites.items():

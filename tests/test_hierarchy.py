@@ -319,10 +319,11 @@ def test_cli_bad_alignment_dirs(tmp_path, capsys, sample_alignment):
 
 def test_cli_json_format_and_summary(sample_alignment, tmp_path, capsys):
     out = tmp_path / "tree.out"
-    code, err = _run(["build-hierarchy", str(sample_alignment), "--out", str(out), "--format", "json",
-                      "--epochs", "3", "--dim", "8"], capsys)
+    code = main(["build-hierarchy", str(sample_alignment), "--out", str(out), "--format", "json",
+                 "--epochs", "3", "--dim", "8"])
+    stdout = capsys.readouterr().out  # the summary is on stdout
     assert code == 0
-    assert "815 codes in" in err and "wrote" in err
+    assert "815 codes in" in stdout and "wrote" in stdout
     data = json.loads(out.read_text())
     g = nx.node_link_graph(data, directed=True, edges="edges")
     check_tree(g)

