@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mash", description="Multi-site alignment of clinical codes.")
     p.add_argument("--version", action="version", version=f"mash {__version__}", help="print the version and exit")
     p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="at most N CPU threads for torch, BLAS/OpenMP and event counting "
+                        "(default: every core the process may use)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     quiet_help = "no progress bars and no summary (warnings and errors are still printed)"
 
@@ -452,7 +455,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            return handlers[args.command](args)
+            from mash.threads import limit_threads
+
+            with limit_threads(args.threads):
+                return handlers[args.command](args)
     except MashError as exc:
         print(f"mash: error: {exc}", file=sys.stderr)
         return 2

@@ -30,7 +30,6 @@ References
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 import warnings
@@ -583,7 +582,9 @@ def cooccurrence_counts(
     n_chunks = min(-(-n_events // int(chunk_events)), 4096)
     slices = _chunk_slices(subject, n_chunks)
     if n_threads is None:
-        n_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        from mash.threads import thread_limit
+
+        n_threads = thread_limit()
     n_threads = max(int(n_threads), 1)
 
     acc = np.zeros(n_tri, dtype=np.int64) if dense else None

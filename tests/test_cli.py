@@ -142,3 +142,34 @@ def test_model_configs_validate():
             PretrainConfig(**bad)
     with pytest.raises(MashInputError):
         FinetuneConfig(patience=0)
+
+
+def test_threads_option_same_outputs(sample_alignment, sample_dir, cache_dir, tmp_path):
+    """`mash --threads 1` limits torch's pool for the command, restores it, and gives
+    byte-identical files."""
+    import torch
+
+    before = torch.get_num_threads()
+    out = tmp_path / "one_thread"
+    assert main(["--threads", "1", "align", str(sample_dir / "site_A"), str(sample_dir / "site_B"),
+                 "--reference", "site_B", "--out", str(out), "--cache-dir", str(cache_dir), "--quiet"]) == 0
+    assert torch.get_num_threads() == before
+    for name in ("mapping.csv", "concepts.csv", "embeddings.npz"):
+        assert (out / name).read_bytes() == (sample_alignment / name).read_bytes(), name
+
+
+def test_limit_threads_sets_and_restores():
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from mash.errors import MashInputError
+    from mash.threads import limit_threads, thread_limit
+
+    before = torch.get_num_threads()
+    with limit_threads(1):
+        assert torch.get_num_threads() == 1 and thread_limit() == 1
+        assert all(p["num_threads"] == 1 for p in threadpool_info())
+    assert torch.get_num_threads() == before
+    with pytest.raises(MashInputError):
+        with limit_threads(0):
+            pass
