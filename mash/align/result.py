@@ -93,8 +93,22 @@ class Alignment:
         return list(self.manifest.get("sites", {}).keys()) or sorted(set(self.concepts["site"]))
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write ``mapping.csv``, ``concepts.csv``, ``embeddings.npz``, ``manifest.json``
-        (each atomically; the manifest last, so a directory with a manifest is complete)."""
+        """Write the alignment to a directory (the format of ``docs/formats.md``).
+
+        ``mapping.csv``, ``concepts.csv``, ``embeddings.npz`` and ``manifest.json``, each
+        written atomically, the manifest last, so a directory with a manifest is
+        complete. The same alignment gives byte-identical files.
+
+        Parameters
+        ----------
+        out_dir : str or Path
+            Created if missing; existing files of those names are replaced.
+
+        Returns
+        -------
+        Path
+            ``out_dir``.
+        """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         write_csv(out / "mapping.csv", self.mapping[[c for c in MAPPING_COLUMNS if c in self.mapping.columns]])
@@ -107,7 +121,22 @@ class Alignment:
 
     @classmethod
     def load(cls, out_dir: str | Path) -> Alignment:
-        """Read a directory written by :meth:`save` (or by ``mash align``)."""
+        """Read a directory written by :meth:`save` (or by ``mash align``).
+
+        Parameters
+        ----------
+        out_dir : str or Path
+
+        Returns
+        -------
+        Alignment
+
+        Raises
+        ------
+        MashInputError
+            The directory or one of its four files is missing, or a file is corrupt
+            or lacks required columns (the file is named).
+        """
         out = Path(out_dir)
         if not out.is_dir():
             raise MashInputError("alignment directory not found", file=out)

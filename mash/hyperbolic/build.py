@@ -274,6 +274,14 @@ def build_hierarchy(
     -------
     Hierarchy
         Its ``graph`` is a directed tree, edges parent → child, one leaf per (site, code).
+
+    Raises
+    ------
+    MashInputError
+        An incomplete or corrupt alignment directory, fewer than two concepts, a
+        (site, code) listed twice, labels that match no code or name an unknown site.
+    MashError
+        An unknown hierarchy option in ``overrides``.
     """
     from mash.align.result import Alignment
 

@@ -132,8 +132,25 @@ class Hierarchy:
     # ------------------------------------------------------------------ save / load
 
     def save(self, path: str | Path, format: str | None = None) -> Path:  # noqa: A002
-        """Write the tree (GraphML or node-link JSON, from ``format`` or the suffix) and
-        ``<stem>.manifest.json`` beside it, each atomically."""
+        """Write the tree and ``<stem>.manifest.json`` beside it, each atomically.
+
+        Parameters
+        ----------
+        path : str or Path
+            Output file; its parent is created if missing.
+        format : {"graphml", "json"}, optional
+            Default: ``"json"`` for a ``.json`` suffix, else GraphML.
+
+        Returns
+        -------
+        Path
+            ``path``.
+
+        Raises
+        ------
+        MashInputError
+            An unknown format.
+        """
         p = Path(path)
         fmt = format or ("json" if p.suffix.lower() == ".json" else "graphml")
         if fmt not in FORMATS:
@@ -148,7 +165,15 @@ class Hierarchy:
         return p
 
     def to_graphml(self, path: str | Path) -> None:
-        """GraphML readable by ``networkx.read_graphml`` (written atomically)."""
+        """Write GraphML readable by ``networkx.read_graphml`` (atomically).
+
+        Parameters
+        ----------
+        path : str or Path
+            Nodes keep their attributes (``site``, ``code``, ``description``,
+            ``concept_id`` on leaves; ``label``, ``depth``, ``kind`` and the hyperbolic
+            norm on every node); edges run parent → child.
+        """
         g = self.graph.copy()
         g.graph.update({"generator": "mash", "mash_version": str(self.manifest.get("mash_version", ""))})
         with atomic_path(path) as tmp:
@@ -162,7 +187,23 @@ class Hierarchy:
 
     @classmethod
     def load(cls, path: str | Path) -> Hierarchy:
-        """Read a GraphML or node-link JSON hierarchy (and its manifest, if beside it)."""
+        """Read a GraphML or node-link JSON hierarchy (and its manifest, if beside it).
+
+        Parameters
+        ----------
+        path : str or Path
+            A ``.json`` suffix is read as node-link JSON, anything else as GraphML.
+
+        Returns
+        -------
+        Hierarchy
+
+        Raises
+        ------
+        MashInputError
+            A missing or unreadable file, or a graph that is not a tree (one root, one
+            parent per node, no cycle).
+        """
         p = Path(path)
         if not p.is_file():
             raise MashInputError("hierarchy file not found", file=p)
@@ -187,8 +228,23 @@ class Hierarchy:
         return cls(graph, manifest)
 
     def plot(self, path: str | Path, *, label_depth: int = 2, title: str | None = None) -> Path:
-        """Draw the Poincaré disk (a 2-D projection that keeps every node's distance to
-        the origin), leaves coloured by site, the top ``label_depth`` levels labelled."""
+        """Draw the Poincaré disk as a PNG (or any format matplotlib writes from the suffix).
+
+        A 2-D projection that keeps every node's distance to the origin; leaves
+        coloured by site; the top ``label_depth`` levels labelled.
+
+        Parameters
+        ----------
+        path : str or Path
+        label_depth : int
+            Levels below the root whose nodes get their label drawn.
+        title : str, optional
+
+        Returns
+        -------
+        Path
+            ``path``.
+        """
         from mash.hyperbolic.plot import plot_disk, project_to_disk
 
         ids, parent = self.parent_array()
