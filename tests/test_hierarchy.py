@@ -369,3 +369,16 @@ def test_provenance_records_what_the_alignment_read(sample_alignment, sample_dir
     assert h2.manifest["alignment_manifest_hash"] != h.manifest["alignment_manifest_hash"]
     assert h2.manifest["input_hashes"]["manifest.json"] != h.manifest["input_hashes"]["manifest.json"]
     assert h2.manifest["embeddings_hash"] == h.manifest["embeddings_hash"]  # same vectors
+
+
+def test_ancestors_of_unknown_node_is_an_input_error(sample_hierarchy_file):
+    from mash.errors import MashInputError
+
+    h = mash.Hierarchy.load(sample_hierarchy_file)
+    leaf = next(v for v, d in h.graph.nodes(data=True) if d.get("site") == "site_A")
+    assert h.ancestors(leaf)  # a leaf has at least the root above it
+    bare = leaf.split(":", 1)[1]
+    with pytest.raises(MashInputError, match=f"e.g. site_A:{bare}"):
+        h.ancestors(bare)
+    with pytest.raises(MashInputError, match="not in the hierarchy"):
+        h.ancestors("site_A:no-such-code")

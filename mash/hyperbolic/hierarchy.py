@@ -121,7 +121,31 @@ class Hierarchy:
         return ids, parent
 
     def ancestors(self, node: str) -> list[str]:
-        """Ancestors of ``node``, nearest first (the root last)."""
+        """Ancestors of ``node``, nearest first (the root last).
+
+        Parameters
+        ----------
+        node : str
+            A node id; a leaf's id is ``"site:code"`` (e.g. ``"site_A:42840"``).
+
+        Returns
+        -------
+        list of str
+
+        Raises
+        ------
+        MashInputError
+            ``node`` is not in the hierarchy (a bare code without its ``site:``
+            prefix is named as such).
+        """
+        if node not in self.graph:
+            hint = ""
+            if ":" not in str(node):
+                sites = sorted({s for _, s in self.graph.nodes(data="site") if s})
+                owners = [s for s in sites if f"{s}:{node}" in self.graph]
+                if owners:
+                    hint = f"; leaves are named site:code, e.g. {owners[0]}:{node}"
+            raise MashInputError(f"node {node!r} is not in the hierarchy{hint}")
         out = []
         cur = list(self.graph.predecessors(node))
         while cur:
