@@ -5,11 +5,11 @@ Public API::
     import mash
     sites = [mash.Site.load("data/sample/site_A"), mash.Site.load("data/sample/site_B")]
     alignment = mash.align(sites, reference="site_B")
-    alignment.save("out/")
+    alignment.save("out/sample")
     hierarchy = mash.build_hierarchy(alignment, labels=["icd10cm"])
-    hierarchy.save("h.graphml")
+    hierarchy.save("out/sample/hierarchy.graphml")
     vocab = mash.Vocabulary.from_hierarchy(hierarchy)
-    ids = vocab.encode(["4280", "25000"], site="site_A")
+    ids = vocab.encode(["42840", "0031"], site="site_A")
 
 Names are imported on first use (PEP 562), so ``import mash`` and the command line's
 start-up do not pay for torch and POT until alignment is actually run.
@@ -17,10 +17,10 @@ start-up do not pay for torch and POT until alignment is actually run.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import mash.align as _align_package  # light; imported first so ``align`` below stays the function
+from mash._lazy import lazy_getattr
 from mash._version import __version__
 from mash.errors import MashError, MashInputError
 
@@ -113,12 +113,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from mash.vocab import Vocabulary  # noqa: F401
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'mash' has no attribute {name!r}")
+__getattr__ = lazy_getattr(globals(), _LAZY)
 
 
 def __dir__() -> list[str]:

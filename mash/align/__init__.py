@@ -6,8 +6,9 @@ package (which ``import mash`` does) does not load torch or POT.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mash._lazy import lazy_getattr
 
 _LAZY = {"AlignConfig": "mash.align.pipeline", "align": "mash.align.pipeline", "Alignment": "mash.align.result"}
 __all__ = sorted(_LAZY)
@@ -17,9 +18,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from mash.align.result import Alignment  # noqa: F401
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'mash.align' has no attribute {name!r}")
+__getattr__ = lazy_getattr(globals(), _LAZY)

@@ -506,53 +506,8 @@ def align(
 ) -> Alignment:
     """Align K ≥ 2 sites to the codes of a reference site.
 
-    For every code of every other site: candidates from each view (raw and normalised
-    description embeddings, character and word TF-IDF, mapped co-occurrence vectors)
-    by blockwise nearest-neighbour search, a listwise scorer fitted on anchor pairs,
-    unbalanced optimal transport over the candidate pairs, and ``p_no_match``; then
-    unified concepts. See ``docs/method.md``.
-
-    Parameters
-    ----------
-    sites : list of Site, length K ≥ 2
-        Loaded sites (:meth:`mash.Site.load`), names unique; one of them is ``reference``.
-    reference : str
-        Name of the reference site (whose codes are the mapping targets).
-    anchors_file : str or Path, optional
-        CSV of known pairs ``site, code, reference_code`` used as anchors.
-    config : AlignConfig, optional
-        Every parameter (see :class:`mash.AlignConfig`); defaults when omitted.
-    **overrides
-        Fields of :class:`mash.AlignConfig` that replace those of ``config``
-        (e.g. ``seed=1``, ``candidates=100``, ``cache_dir="/tmp/c"``, ``quiet=True``).
-
-    Returns
-    -------
-    Alignment
-        ``mapping`` (one row per (site, code, candidate): ``site, code,
-        reference_code, score, rank, p_no_match``), ``concepts`` (``concept_id, site,
-        code, description``), ``embeddings`` (aligned vectors of every (site, code)) and
-        ``manifest``; :meth:`Alignment.save` writes them.
-
-    Raises
-    ------
-    MashInputError
-        Fewer than two sites, duplicate site names, an unknown reference, an invalid
-        config field, a malformed anchors file or text model directory (one line).
-
-    Warns
-    -----
-    AlignmentWarning
-        No anchors (uncalibrated scores), a scorer or Sinkhorn fit that did not
-        converge, ``p_no_match`` not fitted; each also recorded in the manifest.
-
-    Examples
-    --------
-    >>> import mash
-    >>> sites = [mash.Site.load("data/sample/site_A"), mash.Site.load("data/sample/site_B")]
-    >>> alignment = mash.align(sites, reference="site_B", quiet=True)  # doctest: +SKIP
-    >>> alignment.mapping.columns.tolist()  # doctest: +SKIP
-    ['site', 'code', 'reference_code', 'score', 'rank', 'p_no_match']
+    The implementation behind :func:`mash.align`, whose docstring documents the
+    parameters, return value, errors and warnings (one text, kept there).
     """
     cfg = AlignConfig(**{**(asdict(config) if config else {}), **overrides})
     cfg.validate()
