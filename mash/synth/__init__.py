@@ -79,6 +79,21 @@ history is every record on or before it, the outcome window
 ``onset`` and ``burden`` depend on the history through :math:`\\theta_p` (the same
 processes generate past and future conditions), the chronic recurrences and the visit
 rate; ``event`` through :math:`\\theta_p` alone.
+
+Modules
+-------
+One stage each; every public name is also importable from :mod:`mash.synth`.
+
+- :mod:`~mash.synth.reference`: the real vocabularies (ICD-9-CM, ICD-10-CM, GEM, CCS)
+  and the ICD-9-CM chapters;
+- :mod:`~mash.synth.config`: :class:`SimulationConfig`, the named choices, argument checks;
+- :mod:`~mash.synth.world`: the latent world (:func:`sample_world`);
+- :mod:`~mash.synth.profiles`: the two sites (:func:`site_profiles`, :func:`draw_unshared`);
+- :mod:`~mash.synth.patients`: one site's latent patients (:func:`simulate_patients`);
+- :mod:`~mash.synth.coding`: coding into a site's vocabulary, the gold pairs;
+- :mod:`~mash.synth.outcomes`: prediction targets (:func:`simulate_outcomes`);
+- :mod:`~mash.synth.write`: the codes, events, gold and key tables, and writing them;
+- :mod:`~mash.synth.pipeline`: :func:`simulate_latent` and :func:`simulate`.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ not on the site's codes, so they mean the same at both sites.
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,8 @@ __all__ = [
     "OUTCOME_COLUMNS",
     "condition_severity",
     "event_processes",
+    "outcome_definition",
+    "outcome_rates",
     "outcome_targets",
     "simulate_outcomes",
 ]
@@ -263,3 +266,59 @@ def simulate_outcomes(
             "event": event,
         }
     )
+
+
+def outcome_definition(world: World) -> dict[str, Any]:
+    """How :func:`simulate` defines ``outcomes.csv``, for its manifest.
+
+    Parameters
+    ----------
+    world : World
+
+    Returns
+    -------
+    dict
+        ``horizon_days``, ``target_chapters`` and ``target_conditions`` (:math:`T`),
+        ``event_chapters`` and ``event_processes`` (:math:`m`), ``event_logit``
+        (intercept and slope of the event probability).
+    """
+    return {
+        "horizon_days": HORIZON_DAYS,
+        "target_chapters": sorted(CHRONIC_CHAPTERS),
+        "target_conditions": int(outcome_targets(world).sum()),
+        "event_chapters": list(EVENT_CHAPTERS),
+        "event_processes": int(event_processes(world).sum()),
+        "event_logit": [EVENT_INTERCEPT, EVENT_SLOPE],
+    }
+
+
+def outcome_rates(outcomes: pd.DataFrame) -> dict[str, Any]:
+    """Counts and rates of one site's outcomes (:func:`simulate_outcomes`'s table).
+
+    Parameters
+    ----------
+    outcomes : pandas.DataFrame, shape (n_patients, 5)
+
+    Returns
+    -------
+    dict
+        ``cohort`` (patients at risk of ``onset``), ``onset`` and ``onset_rate`` (None
+        for an empty cohort), ``burden_mean``, ``event`` and ``event_rate``; rates and
+        the mean rounded to 4 decimals.
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"onset": pd.array([1, pd.NA], dtype="Int64"),
+    ...                       "burden": [0.5, 1.5], "event": [0, 1]})
+    >>> outcome_rates(frame)["onset_rate"], outcome_rates(frame)["event_rate"]
+    (1.0, 0.5)
+    """
+    in_cohort = outcomes["onset"].notna()
+    return {
+        "cohort": int(in_cohort.sum()),
+        "onset": int(outcomes["onset"].sum()),
+        "onset_rate": (round(float(outcomes["onset"].mean()), 4) if in_cohort.any() else None),
+        "burden_mean": round(float(outcomes["burden"].mean()), 4),
+        "event": int(outcomes["event"].sum()),
+        "event_rate": round(float(outcomes["event"].mean()), 4),
+    }

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from mash._io import sha256_file, write_csv, write_json
 from mash._version import __version__
@@ -30,19 +29,23 @@ from mash.synth.config import (
     check_int,
 )
 from mash.synth.outcomes import (
-    EVENT_CHAPTERS,
-    EVENT_INTERCEPT,
-    EVENT_SLOPE,
     HORIZON_DAYS,
-    event_processes,
-    outcome_targets,
+    outcome_definition,
+    outcome_rates,
     simulate_outcomes,
 )
 from mash.synth.patients import PatientState, simulate_patients
 from mash.synth.profiles import SiteProfile, draw_unshared, site_profiles
 from mash.synth.reference import load_reference_tables
-from mash.synth.world import CHRONIC_CHAPTERS, World, sample_world
-from mash.synth.write import opaque_ids, site_frames, write_events
+from mash.synth.world import World, sample_world
+from mash.synth.write import (
+    gold_table,
+    opaque_ids,
+    opaque_key_table,
+    site_frames,
+    unshared_table,
+    write_site,
+)
 
 __all__ = ["LatentSimulation", "SimulationResult", "simulate", "simulate_latent"]
 
@@ -342,13 +345,7 @@ def simulate(
                 local[site],
                 listed[site],
             )
-            write_csv(site_dirs[site] / "codes.csv", codes)
-            write_events(site_dirs[site] / events_name, events, events_format)
-            # a stale events file of the other format would make the site ambiguous
-            for other in EVENTS_FORMATS:
-                stale = site_dirs[site] / f"events.{other}"
-                if other != events_format and stale.exists():
-                    stale.unlink()
+            write_site(site_dirs[site], codes, events, events_format)
             counts[f"{site}/codes.csv"] = len(codes)
             counts[f"{site}/{events_name}"] = len(events)
             without_events[site] = len(listed[site]) - len(written_records[site].used)
@@ -361,17 +358,7 @@ def simulate(
             )
             write_csv(site_dirs[site] / "outcomes.csv", outcomes)
             counts[f"{site}/outcomes.csv"] = len(outcomes)
-            in_cohort = outcomes["onset"].notna()
-            outcome_stats[site] = {
-                "cohort": int(in_cohort.sum()),
-                "onset": int(outcomes["onset"].sum()),
-                "onset_rate": (
-                    round(float(outcomes["onset"].mean()), 4) if in_cohort.any() else None
-                ),
-                "burden_mean": round(float(outcomes["burden"].mean()), 4),
-                "event": int(outcomes["event"].sum()),
-                "event_rate": round(float(outcomes["event"].mean()), 4),
-            }
+            outcome_stats[site] = outcome_rates(outcomes)
         cond, target = gold_pairs(
             world,
             records["site_A"],
@@ -379,35 +366,21 @@ def simulate(
             reference_vocabulary=reference_vocabulary,
             unshared=unshared,
         )
-        gold = pd.DataFrame(
-            {
-                "site": "site_A",
-                "code": written["site_A"][cond],
-                "reference_site": "site_B",
-                "reference_code": written["site_B"][target_position[target]],
-            }
-        ).sort_values(["code", "reference_code"], kind="stable", ignore_index=True)
+        gold = gold_table(written["site_A"][cond], written["site_B"][target_position[target]])
         gold_path = out_dir / "gold.csv"
         write_csv(gold_path, gold)
         counts["gold.csv"] = len(gold)
         if opaque_site is not None:  # the simulator's key, for benchmarks only
             shown = listed[opaque_site]
-            key = pd.DataFrame(
-                {
-                    "site": opaque_site,
-                    "code": written[opaque_site][shown],
-                    "source_code": np.asarray(
-                        written_records[opaque_site].vocabulary, dtype=object
-                    )[shown],
-                }
-            ).sort_values("code", kind="stable", ignore_index=True)
+            source = np.asarray(written_records[opaque_site].vocabulary, dtype=object)
+            key = opaque_key_table(opaque_site, written[opaque_site][shown], source[shown])
             write_csv(out_dir / "opaque_key.csv", key)
             counts["opaque_key.csv"] = len(key)
         unshared_path = out_dir / "unshared.csv"
         if latent.config.unshared_share > 0:  # the conditions without a counterpart
             codes_a = np.intersect1d(records["site_A"].used, np.flatnonzero(unshared))
-            table = pd.DataFrame({"site": "site_A", "code": written["site_A"][codes_a]})
-            write_csv(unshared_path, table.sort_values("code", kind="stable", ignore_index=True))
+            table = unshared_table(written["site_A"][codes_a])
+            write_csv(unshared_path, table)
             counts["unshared.csv"] = len(table)
         else:
             if unshared_path.exists():  # from an earlier run into the same directory
@@ -453,15 +426,7 @@ def simulate(
             for site in SITES
         },
         "files": files,
-        "outcomes": {
-            "horizon_days": HORIZON_DAYS,
-            "target_chapters": sorted(CHRONIC_CHAPTERS),
-            "target_conditions": int(outcome_targets(world).sum()),
-            "event_chapters": list(EVENT_CHAPTERS),
-            "event_processes": int(event_processes(world).sum()),
-            "event_logit": [EVENT_INTERCEPT, EVENT_SLOPE],
-            "sites": outcome_stats,
-        },
+        "outcomes": {**outcome_definition(world), "sites": outcome_stats},
         "timings_s": {k: round(v, 3) for k, v in timer.seconds.items()},
         "note": "Only timings_s differs between runs with identical parameters.",
     }

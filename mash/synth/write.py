@@ -10,9 +10,18 @@ import pandas as pd
 from mash._io import atomic_path, write_csv
 from mash.synth._calendar import iso_dates
 from mash.synth.coding import SiteRecords
+from mash.synth.config import EVENTS_FORMATS
 from mash.synth.profiles import subject_ids
 
-__all__ = ["opaque_ids", "site_frames", "write_events"]
+__all__ = [
+    "gold_table",
+    "opaque_ids",
+    "opaque_key_table",
+    "site_frames",
+    "unshared_table",
+    "write_events",
+    "write_site",
+]
 
 #: The ``domain`` of every code the simulator writes.
 DOMAIN = "diagnosis"
@@ -109,3 +118,82 @@ def write_events(path: Path, events: pd.DataFrame, fmt: str) -> None:
     )
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
+
+
+def write_site(site_dir: Path, codes: pd.DataFrame, events: pd.DataFrame, fmt: str) -> None:
+    """Write one site's ``codes.csv`` and events file (see :func:`write_events`).
+
+    An events file of the other format left in ``site_dir`` by an earlier run is
+    removed: with two, the site would be ambiguous.
+
+    Parameters
+    ----------
+    site_dir : Path
+    codes, events : pandas.DataFrame
+        From :func:`site_frames`.
+    fmt : {"csv", "parquet"}
+    """
+    write_csv(site_dir / "codes.csv", codes)
+    write_events(site_dir / f"events.{fmt}", events, fmt)
+    for other in EVENTS_FORMATS:
+        stale = site_dir / f"events.{other}"
+        if other != fmt and stale.exists():
+            stale.unlink()
+
+
+def gold_table(code: np.ndarray, reference_code: np.ndarray) -> pd.DataFrame:
+    """``gold.csv``: site_A's codes and their site_B counterparts, sorted.
+
+    Parameters
+    ----------
+    code, reference_code : ndarray of object (str), shape (n_pairs,)
+        Written codes of each pair at site_A and at site_B.
+
+    Returns
+    -------
+    pandas.DataFrame, shape (n_pairs, 4)
+        ``site, code, reference_site, reference_code``, by code then reference code.
+    """
+    return pd.DataFrame(
+        {
+            "site": "site_A",
+            "code": code,
+            "reference_site": "site_B",
+            "reference_code": reference_code,
+        }
+    ).sort_values(["code", "reference_code"], kind="stable", ignore_index=True)
+
+
+def opaque_key_table(site: str, code: np.ndarray, source_code: np.ndarray) -> pd.DataFrame:
+    """``opaque_key.csv``: the real code each opaque id of ``site`` stands for, by id.
+
+    Parameters
+    ----------
+    site : str
+    code, source_code : ndarray of object (str), shape (n_codes,)
+        Opaque ids and the codes they replace.
+
+    Returns
+    -------
+    pandas.DataFrame, shape (n_codes, 3)
+        ``site, code, source_code``.
+    """
+    return pd.DataFrame({"site": site, "code": code, "source_code": source_code}).sort_values(
+        "code", kind="stable", ignore_index=True
+    )
+
+
+def unshared_table(code: np.ndarray) -> pd.DataFrame:
+    """``unshared.csv``: site_A codes of the conditions site_B never records, sorted.
+
+    Parameters
+    ----------
+    code : ndarray of object (str), shape (n_codes,)
+
+    Returns
+    -------
+    pandas.DataFrame, shape (n_codes, 2)
+        ``site, code``.
+    """
+    table = pd.DataFrame({"site": "site_A", "code": code})
+    return table.sort_values("code", kind="stable", ignore_index=True)
