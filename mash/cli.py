@@ -225,7 +225,7 @@ def _parser() -> argparse.ArgumentParser:
     model_options(ft)
     train_options(ft, "FinetuneConfig")
 
-    d = {**_defaults("mash.synth", "SimulationConfig"), **_defaults("mash.synth", "simulate")}
+    d = {**_defaults("mash.synth.config", "SimulationConfig"), **_defaults("mash.synth.pipeline", "simulate")}
     s = sub.add_parser("simulate", help="write simulated ICD-9-CM / ICD-10-CM sites with GEM gold pairs",
                        description="Write site_A (ICD-9-CM), site_B (ICD-10-CM), gold.csv and simulation.json "
                                    "to OUT_DIR.")

