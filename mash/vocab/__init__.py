@@ -17,7 +17,7 @@ One module per job:
 * :mod:`mash.vocab.layout` — special tokens, ids, reading a hierarchy into tokens,
   back-off of rare concepts (:func:`code_counts` gives the counts);
 * :mod:`mash.vocab.vocabulary` — the :class:`Vocabulary` object: lookups, encoding,
-  save / load;
+  save / load, and :func:`vocab_fingerprint`;
 * :mod:`mash.vocab.embedding` — :func:`logmap0` and the tangent-space initialisation of
   :meth:`Vocabulary.embedding_init` (NumPy only, no torch);
 * :mod:`mash.vocab.hf` — the Hugging Face tokenizer export.
@@ -37,7 +37,7 @@ from mash.vocab.layout import (
     UNK_ID,
     code_counts,
 )
-from mash.vocab.vocabulary import Vocabulary
+from mash.vocab.vocabulary import Vocabulary, vocab_fingerprint
 
 __all__ = [
     "CLS_ID",
@@ -50,4 +50,5 @@ __all__ = [
     "Vocabulary",
     "code_counts",
     "logmap0",
+    "vocab_fingerprint",
 ]

@@ -40,10 +40,36 @@ from mash.vocab.layout import (
 if TYPE_CHECKING:  # pragma: no cover
     from mash.visits import EncodedVisits
 
-__all__ = ["Vocabulary"]
+__all__ = ["Vocabulary", "vocab_fingerprint"]
 
 FORMAT = "mash-vocabulary"
 FORMAT_VERSION = 1
+
+
+def vocab_fingerprint(vocab: Vocabulary | Sequence[str]) -> str:
+    """Hex SHA-256 of a vocabulary's token list: what its ids (and embedding rows) mean.
+
+    The one fingerprint of a vocabulary: :attr:`Vocabulary.fingerprint`, the
+    ``vocab_sha256`` of a checkpoint's ``model.pt`` (checked when it is loaded) and the
+    ``vocab_fingerprint`` of :class:`~mash.sequences.Sequences` stats.
+
+    Parameters
+    ----------
+    vocab : Vocabulary or sequence of str
+        The vocabulary, or its token strings in id order.
+
+    Returns
+    -------
+    str
+        64 hex digits.
+
+    Examples
+    --------
+    >>> vocab_fingerprint(["[PAD]", "[UNK]"]) == vocab_fingerprint(("[PAD]", "[UNK]"))
+    True
+    """
+    tokens = list(vocab.tokens if isinstance(vocab, Vocabulary) else vocab)
+    return hashlib.sha256(json.dumps(tokens).encode()).hexdigest()
 
 
 class Vocabulary:
@@ -214,9 +240,8 @@ class Vocabulary:
 
     @property
     def fingerprint(self) -> str:
-        """Hex SHA-256 of the layout (tokens, parents, aliases): equal iff ids mean the same."""
-        blob = json.dumps([self.tokens, self.parents.tolist(), self._aliases], sort_keys=True)
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+        """Hex SHA-256 of the token list (:func:`vocab_fingerprint`): what the ids mean."""
+        return vocab_fingerprint(self.tokens)
 
     def token_to_id(self, token: str) -> int:
         """Id of a token string (a special, a concept id or a node id)."""
