@@ -45,13 +45,15 @@ def save_checkpoint(
 ) -> Path:
     """Write ``model.pt``, ``vocab.json``, ``tokenizer.json`` and ``manifest.json``.
 
+    Each file is written atomically (``mash._io.atomic_path``, which creates ``out_dir``
+    and its parents when missing).
+
     Returns
     -------
     Path
         ``out_dir``.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
     payload = {
         "format": FORMAT,
