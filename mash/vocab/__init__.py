@@ -1,16 +1,9 @@
 """Vocabularies: token ids for a hierarchy's concepts, a tokenizer for sequence models.
 
-Token layout (ids are contiguous)::
-
-    0..4            [PAD] [UNK] [CLS] [SEP] [MASK]
-    5 .. 5+K-1      one per unified concept, sorted by concept id ("C000012")
-                    (harmonize=False: one per (site, code) leaf, "site_A:4280")
-    5+K .. n-1      one per internal node (kind root/group/cluster), root first,
-                    then by (depth, node id)
-
-A site's local code encodes to its concept's id, so codes of different sites that the
-alignment placed in one concept share one id. With ``min_count > 1`` a rare concept has
-no token of its own: its codes encode to the nearest ancestor frequent enough to keep.
+Ids are contiguous: the five special tokens, then one per unified concept, then one per
+internal node of the hierarchy (the layout in :mod:`mash.vocab.layout`). Codes of
+different sites that the alignment placed in one concept share one id; with
+``min_count > 1`` a rare concept backs off to its nearest frequent ancestor.
 
 One module per job:
 

@@ -403,33 +403,12 @@ class Vocabulary:
         max_visits: int | None = None,
         max_codes: int | None = None,
     ) -> EncodedVisits:
-        """Encode and pad the visit sequences of several patients.
+        """Encode and pad the visit sequences of several patients with this vocabulary.
 
-        Parameters
-        ----------
-        patients : sequence of sequences of (time, codes)
-            Per patient, its visits; ``time`` is a date, datetime, ``numpy.datetime64``,
-            ISO text or a number of days; ``codes`` the site's codes recorded then.
-        site : str
-            The site's name.
-        max_visits : int, optional
-            Keep each patient's most recent ``max_visits`` visits.
-        max_codes : int, optional
-            Keep a visit's first ``max_codes`` distinct ids (in the order given).
-
-        Returns
-        -------
-        EncodedVisits
-            ``codes`` (P, V, C), ``times`` (P, V), ``mask`` (P, V), ``code_mask``
-            (P, V, C), with V and C the largest kept counts; and the counts of what was
-            sorted, collapsed or dropped.
-
-        Raises
-        ------
-        MashInputError
-            For no patients, a patient without visits (naming its index), a bad time or
-            visit, an unknown site.
-
+        :func:`mash.visits.encode_visits` (its parameters, result and errors): per
+        patient, ``(time, codes)`` visits in; ``EncodedVisits`` with ``codes``
+        (P, V, C), ``times`` (P, V), ``mask`` (P, V) and ``code_mask`` (P, V, C) out,
+        padded by :meth:`mash.sequences.Sequences.pad`.
         """
         from mash.visits import encode_visits  # not at the top: mash.visits imports mash.vocab
 
