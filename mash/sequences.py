@@ -29,9 +29,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from mash.sites import Site
     from mash.vocab import Vocabulary
 
-__all__ = ["Sequences", "build_sequences", "concat"]
+__all__ = ["Sequences", "build_sequences", "concat", "from_visit_lists"]
 
-_NS_PER_DAY = 86_400 * 10**9
+NS_PER_DAY = 86_400 * 10**9
 #: stats that describe the arrays themselves (recomputed by every transformation)
 _SHAPE_STATS = ("n_patients", "n_visits", "n_tokens")
 
@@ -109,6 +109,14 @@ def _ptr(lengths: np.ndarray) -> np.ndarray:
     out = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=out[1:])
     return out
+
+
+def check_limit(value: int | None, name: str) -> None:
+    """Raise unless ``value`` is a positive integer or None (``max_visits``, ``max_codes``)."""
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1
+    ):
+        raise MashInputError(f"{name} must be a positive integer or None, got {value!r}")
 
 
 def _check_ptr(ptr: np.ndarray, n_items: int, name: str) -> None:
@@ -234,7 +242,7 @@ class Sequences:
         """
         cut = np.asarray(day_per_patient)
         if np.issubdtype(cut.dtype, np.datetime64):
-            cut = cut.astype("datetime64[ns]").astype(np.int64) / _NS_PER_DAY
+            cut = cut.astype("datetime64[ns]").astype(np.int64) / NS_PER_DAY
         try:
             cut = cut.astype(np.float64)
         except (TypeError, ValueError) as exc:
@@ -282,11 +290,8 @@ class Sequences:
         mask : ndarray of bool, shape (B, V)
             True at real visits (left-aligned, oldest first).
         """
-        for name, value in (("max_visits", max_visits), ("max_codes", max_codes)):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1
-            ):
-                raise MashInputError(f"{name} must be a positive integer or None, got {value!r}")
+        check_limit(max_visits, "max_visits")
+        check_limit(max_codes, "max_codes")
         idx = self._indices(idx)
         if idx.size == 0:
             raise MashInputError("pad needs at least one patient")
@@ -397,7 +402,7 @@ def build_sequences(site: Site, vocab: Vocabulary) -> Sequences:
         vocab.unknown[(site.name, str(codes[i]))] += int(per_code[i])
 
     subj, subjects = pd.factorize(ev["subject_id"].astype(str), sort=True)
-    day = np.floor_divide(ev["time"].to_numpy("datetime64[ns]").astype(np.int64), _NS_PER_DAY)
+    day = np.floor_divide(ev["time"].to_numpy("datetime64[ns]").astype(np.int64), NS_PER_DAY)
     n = len(tok)
     order = np.lexsort((np.arange(n), day, subj))
     subj, day, tok = subj[order], day[order], tok[order]
@@ -422,6 +427,45 @@ def build_sequences(site: Site, vocab: Vocabulary) -> Sequences:
         code_ptr=_ptr(np.bincount(visit[first], minlength=n_visits)),
         tokens=tok[first],
         stats=stats,
+    )
+
+
+def from_visit_lists(
+    site: str,
+    days: Sequence[Sequence[float]],
+    ids: Sequence[Sequence[Sequence[int]]],
+) -> Sequences:
+    """Sequences from nested lists: per patient, each visit's day and its token ids.
+
+    Parameters
+    ----------
+    site : str
+    days : sequence of sequences of float, P × (visits of each patient)
+        Each visit's day (days since 1970-01-01), oldest first.
+    ids : sequence of sequences of sequences of int, P × visits × (ids of each visit)
+        Each visit's token ids, taken as given (no deduplication).
+
+    Returns
+    -------
+    Sequences
+        Subjects ``0 .. P-1``, in the order given.
+
+    Examples
+    --------
+    >>> seqs = from_visit_lists("A", [[3.0, 5.0], [1.0]], [[[7, 8], []], [[9]]])
+    >>> seqs.visit_ptr.tolist(), seqs.code_ptr.tolist(), seqs.tokens.tolist()
+    ([0, 2, 3], [0, 2, 2, 3], [7, 8, 9])
+    """
+    if len(days) != len(ids) or any(len(d) != len(i) for d, i in zip(days, ids, strict=True)):
+        raise MashInputError("days and ids must give the same patients and visits")
+    visits = [v for patient in ids for v in patient]
+    return Sequences(
+        site=site,
+        subjects=np.arange(len(ids)),
+        visit_ptr=_ptr(np.array([len(patient) for patient in ids], dtype=np.int64)),
+        visit_day=np.fromiter((d for patient in days for d in patient), dtype=np.float64),
+        code_ptr=_ptr(np.array([len(v) for v in visits], dtype=np.int64)),
+        tokens=np.fromiter((i for v in visits for i in v), dtype=np.int64),
     )
 
 

@@ -9,7 +9,14 @@ import pytest
 
 from mash.errors import MashInputError
 from mash.hyperbolic.hierarchy import Hierarchy
-from mash.sequences import Sequences, build_sequences, concat, first_occurrence, ranges
+from mash.sequences import (
+    Sequences,
+    build_sequences,
+    concat,
+    first_occurrence,
+    from_visit_lists,
+    ranges,
+)
 from mash.sites import Site
 from mash.vocab import Vocabulary
 
@@ -115,6 +122,32 @@ def test_pad_keeps_most_recent_visits(seqs):
     assert mask.tolist() == [[True, True], [True, False]]
     codes, times, _ = seqs.pad(np.array([0]), max_codes=1)
     assert codes[0].tolist() == [[C2], [C1], [1]] and times[0].tolist() == [0.0, 2.0, 9.0]
+
+
+def test_encode_visits_pads_like_sequences(seqs, vocab):
+    """Vocabulary.encode_visits and Sequences.pad are one padding: the same arrays for
+    site A's visits given as lists (times as days) and as build_sequences grouped them."""
+    d0 = float(seqs.visit_day[0])
+    patients = [
+        [(d0, ["x2", "x1", "x2"]), (d0 + 2, ["x1"]), (d0 + 9, ["x3", "x1"])],
+        [(d0 + 31, ["x1"])],
+    ]
+    for max_visits in (None, 2):
+        enc = vocab.encode_visits(patients, site="A", max_visits=max_visits)
+        codes, times, mask = seqs.pad(np.arange(len(seqs)), max_visits=max_visits)
+        assert np.array_equal(enc.codes, codes) and np.array_equal(enc.mask, mask)
+        assert np.array_equal(enc.times, times) and enc.times.dtype == times.dtype
+    assert enc.n_dropped_visits == 1
+
+
+def test_from_visit_lists_keeps_empty_visits():
+    s = from_visit_lists("A", [[1.0, 4.0], [2.0]], [[[5, 6], []], [[7]]])
+    assert s.subjects.tolist() == [0, 1] and s.n_visits().tolist() == [2, 1]
+    codes, times, mask = s.pad([0, 1])
+    assert codes.tolist() == [[[5, 6], [0, 0]], [[7, 0], [0, 0]]]
+    assert times.tolist() == [[0.0, 3.0], [0.0, 0.0]] and mask.sum() == 3
+    with pytest.raises(MashInputError, match="same patients and visits"):
+        from_visit_lists("A", [[1.0]], [[[5], [6]]])
 
 
 def test_until_drops_later_visits_and_keeps_empty_patients(seqs):

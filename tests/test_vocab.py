@@ -350,6 +350,19 @@ def test_encode_text_matches_export_and_warns_on_bare_codes(vocab, tmp_path):
 # ------------------------------------------------------------------ save / load
 
 
+def test_fingerprint_is_the_token_list_hash_checkpoints_store(vocab):
+    """One fingerprint: the SHA-256 of the token list that model.pt files carry as
+    vocab_sha256 (so checkpoints written before it was unified still load)."""
+    import hashlib
+
+    from mash.models.checkpoint import vocab_fingerprint as checkpoint_fingerprint
+    from mash.vocab import vocab_fingerprint
+
+    legacy = hashlib.sha256(json.dumps(list(vocab.tokens)).encode()).hexdigest()
+    assert vocab.fingerprint == vocab_fingerprint(vocab) == vocab_fingerprint(vocab.tokens)
+    assert checkpoint_fingerprint(vocab) == legacy == vocab.fingerprint
+
+
 def test_save_load_round_trip(hierarchy, tmp_path):
     vocab = Vocabulary.from_hierarchy(hierarchy, counts=COUNTS, min_count=5)
     path = vocab.save(tmp_path / "vocab.json")

@@ -109,8 +109,7 @@ class Alignment:
         Path
             ``out_dir``.
         """
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        out = Path(out_dir)  # created by the atomic writers (mash._io.atomic_path)
         write_csv(out / "mapping.csv", self.mapping[[c for c in MAPPING_COLUMNS if c in self.mapping.columns]])
         extra = [c for c in OPTIONAL_CONCEPT_COLUMNS if c in self.concepts.columns]
         write_csv(out / "concepts.csv", self.concepts[CONCEPT_COLUMNS + extra])

@@ -12,7 +12,6 @@ Layout::
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -24,17 +23,17 @@ from mash.errors import MashInputError
 from mash.models.base import SequenceEncoder
 from mash.models.config import ModelConfig, from_dict
 from mash.models.registry import encoder_from_state
-from mash.vocab import Vocabulary
+from mash.vocab import Vocabulary, vocab_fingerprint  # re-exported: models/pipeline.py
 
-__all__ = ["check_vocabulary", "load_checkpoint", "save_checkpoint", "save_head", "vocab_fingerprint"]
+__all__ = [
+    "check_vocabulary",
+    "load_checkpoint",
+    "save_checkpoint",
+    "save_head",
+    "vocab_fingerprint",
+]
 
 FORMAT = "mash.checkpoint/1"
-
-
-def vocab_fingerprint(vocab: Vocabulary) -> str:
-    """sha256 of the vocabulary's token list (what the embedding rows mean)."""
-    tokens = [vocab.id_to_token(i) for i in range(len(vocab))]
-    return hashlib.sha256(json.dumps(tokens).encode()).hexdigest()
 
 
 def save_checkpoint(
@@ -46,13 +45,15 @@ def save_checkpoint(
 ) -> Path:
     """Write ``model.pt``, ``vocab.json``, ``tokenizer.json`` and ``manifest.json``.
 
+    Each file is written atomically (``mash._io.atomic_path``, which creates ``out_dir``
+    and its parents when missing).
+
     Returns
     -------
     Path
         ``out_dir``.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
     payload = {
         "format": FORMAT,
@@ -113,7 +114,8 @@ def load_checkpoint(path: str | Path) -> tuple[SequenceEncoder, ModelConfig, Voc
 
 def check_vocabulary(payload: dict, vocab: Vocabulary, source: str | Path) -> None:
     """Raise unless ``vocab`` is the vocabulary the checkpoint's weights were trained on."""
-    if payload.get("n_tokens") != len(vocab) or payload.get("vocab_sha256") != vocab_fingerprint(vocab):
+    same = payload.get("vocab_sha256") == vocab_fingerprint(vocab)
+    if payload.get("n_tokens") != len(vocab) or not same:
         raise MashInputError(
             f"vocabulary does not match the checkpoint: {len(vocab)} tokens here, "
             f"{payload.get('n_tokens')} in the checkpoint (build both from the same hierarchy "
