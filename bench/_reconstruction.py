@@ -33,8 +33,9 @@ import time
 
 import numpy as np
 
-from mash.hyperbolic.poincare import fit_ranking, transitive_closure, tree_init
+from mash.hyperbolic.poincare import fit_ranking, tree_init
 from mash.hyperbolic.reconstruction import reconstruction_metrics
+from mash.trees import transitive_closure
 
 EPOCHS = 100
 TREE_EPOCHS = 10

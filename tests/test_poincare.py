@@ -14,10 +14,10 @@ from mash.hyperbolic.poincare import (
     pair_keys,
     ranking_loss,
     sample_negatives,
-    transitive_closure,
     tree_init,
 )
 from mash.hyperbolic.reconstruction import reconstruction_metrics
+from mash.trees import transitive_closure
 
 
 def balanced_tree(branching: int, depth: int) -> np.ndarray:
@@ -52,43 +52,6 @@ def brute_force(points: np.ndarray, relations: np.ndarray, geometry: str) -> tup
             masked[v] = dist[v]
             ranks.append(int(np.flatnonzero(np.argsort(masked, kind="stable") == v)[0]) + 1)
     return float(np.mean(ranks)), float(np.mean(aps))
-
-
-# --- transitive closure ---------------------------------------------------------------
-
-
-def test_closure_small_forest():
-    #   0        5
-    #  / \\      |
-    # 1   2     6
-    #     |
-    #     3 - 4
-    parent = np.array([-1, 0, 0, 2, 3, -1, 5])
-    got = {tuple(r) for r in transitive_closure(parent).tolist()}
-    want = {(1, 0), (2, 0), (3, 2), (3, 0), (4, 3), (4, 2), (4, 0), (6, 5)}
-    assert got == want
-    out = transitive_closure(parent)
-    assert out.dtype == np.int64 and out.shape == (8, 2)
-
-
-def test_closure_matches_depth_sum():
-    parent = balanced_tree(3, 3)
-    rel = transitive_closure(parent)
-    assert rel.shape[0] == 3 * 1 + 9 * 2 + 27 * 3
-    assert len({tuple(r) for r in rel.tolist()}) == rel.shape[0]
-
-
-@pytest.mark.parametrize(
-    "parent", [np.array([1, 2, 0]), np.array([-1, 2, 1]), np.array([0]), np.array([-1, 3, 1, 2])]
-)
-def test_closure_cycle_raises(parent):
-    with pytest.raises(MashError, match="cycle"):
-        transitive_closure(parent)
-
-
-def test_closure_out_of_range_raises():
-    with pytest.raises(MashError, match="out of range"):
-        transitive_closure(np.array([-1, 5]))
 
 
 # --- loss ------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from mash.align.neural_ot import fit_neural_ot
-from mash.hyperbolic.poincare import fit_ranking, transitive_closure
+from mash.hyperbolic.poincare import fit_ranking
 from mash.models import experiment, pipeline, train
+from mash.trees import transitive_closure
 
 
 def _draws_after(fn) -> torch.Tensor:

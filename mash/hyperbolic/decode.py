@@ -7,7 +7,7 @@ most specific ancestor and merges first. That is single linkage on the dissimila
 is computed exactly here with Prim's algorithm on the dense dissimilarity, one row at
 a time (O(m²) time, O(m) memory).
 
-mash adds one constraint: known groups (:mod:`mash.hyperbolic.labels`) are kept. Each
+mash adds one constraint: known groups (:mod:`mash.labels`) are kept. Each
 group is decoded bottom-up from its members (its own concepts and its child groups, a
 child group represented by the mean direction of its concepts), and the group's last
 merge *is* the group node; concepts outside every group and the top groups merge into
@@ -22,6 +22,7 @@ import numpy as np
 
 from mash.errors import MashError
 from mash.progress import bar
+from mash.trees import postorder
 
 KIND_ITEM, KIND_GROUP, KIND_CLUSTER, KIND_ROOT = "concept", "group", "cluster", "root"
 
@@ -234,14 +235,10 @@ def decode_tree(
         members[group_parent[g] if group_parent[g] >= 0 else n_groups].append(n + g)
     direction = np.zeros((n + n_groups, dim))
     direction[:n] = unit
-    # post-order over groups: children before parents
-    order: list[int] = []
-    stack = [n_groups]
-    while stack:
-        g = stack.pop()
-        order.append(g)
-        stack.extend(m - n for m in members[g] if m >= n)
-    order.reverse()
+    # post-order over groups (children before parents); node n_groups is the root
+    gp = np.asarray(group_parent, dtype=np.int64).reshape(-1)
+    group_tree = np.append(np.where(gp >= 0, gp, n_groups), -1)
+    order = postorder(group_tree).tolist()
     for g in bar(order, "tree decoding", quiet=quiet):
         mem = members[g]
         node = n + g if g < n_groups else None

@@ -43,6 +43,7 @@ from mash.errors import MashError
 from mash.hyperbolic.lca import lca_depth
 from mash.hyperbolic.poincare import ranking_loss
 from mash.progress import bar
+from mash.trees import transitive_closure
 
 
 @dataclass
@@ -109,18 +110,15 @@ def triplet_lca_loss(
 
 
 def _closure(label_paths: np.ndarray, label_parent: np.ndarray, n_items: int) -> np.ndarray:
-    """(child node, ancestor node) pairs; items are 0..n−1, groups n..n+L−1."""
-    rows = []
+    """(child node, ancestor node) pairs; items are 0..n−1, groups n..n+L−1.
+
+    Each concept's path (root side first) comes first, in row order, then every group's
+    ancestors, nearest first (:func:`mash.trees.transitive_closure`).
+    """
     items, cols = np.nonzero(label_paths >= 0)
-    rows.append(np.stack([items, n_items + label_paths[items, cols]], 1))
-    for g in range(len(label_parent)):
-        a = label_parent[g]
-        while a >= 0:
-            rows.append(np.array([[n_items + g, n_items + a]]))
-            a = label_parent[a]
-    if not rows:
-        return np.zeros((0, 2), dtype=np.int64)
-    return np.concatenate(rows).astype(np.int64)
+    rows = np.stack([items, n_items + label_paths[items, cols]], 1).astype(np.int64)
+    groups = n_items + transitive_closure(np.asarray(label_parent, dtype=np.int64))
+    return np.concatenate([rows.reshape(-1, 2), groups])
 
 
 def fit_hierarchy_embedding(

@@ -37,6 +37,7 @@ import torch
 from mash._rng import isolated_torch_rng
 from mash.errors import MashError
 from mash.progress import bar
+from mash.trees import check_parent, depths
 
 __all__ = [
     "GEOMETRIES",
@@ -46,7 +47,6 @@ __all__ = [
     "pair_keys",
     "ranking_loss",
     "sample_negatives",
-    "transitive_closure",
     "tree_init",
 ]
 
@@ -73,63 +73,6 @@ def make_manifold(geometry: str) -> geoopt.manifolds.Manifold:
         raise MashError(
             f"unknown geometry {geometry!r}; valid names: {', '.join(sorted(GEOMETRIES))}"
         ) from None
-
-
-def transitive_closure(parent: np.ndarray) -> np.ndarray:
-    """Every ``(node, proper ancestor)`` pair of a forest.
-
-    Parameters
-    ----------
-    parent : np.ndarray, shape (n,), int
-        ``parent[i]`` is the parent of node ``i``, or ``-1`` for a root.
-
-    Returns
-    -------
-    np.ndarray, shape (E, 2), int64
-        Rows ``[node, ancestor]``, sorted by node then by distance (parent first).
-        ``E`` is the sum of the node depths.
-
-    Raises
-    ------
-    MashError
-        If a parent index is out of range or the parent links contain a cycle.
-
-    Examples
-    --------
-    >>> transitive_closure(np.array([-1, 0, 1])).tolist()
-    [[1, 0], [2, 1], [2, 0]]
-    """
-    parent = np.asarray(parent)
-    if parent.ndim != 1:
-        raise MashError(f"parent must be a 1-d array, got shape {parent.shape}")
-    if parent.size and not np.issubdtype(parent.dtype, np.integer):
-        raise MashError(f"parent must hold integers, got dtype {parent.dtype}")
-    parent = parent.astype(np.int64)
-    n = parent.size
-    bad = (parent < -1) | (parent >= n)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise MashError(f"parent[{i}] = {parent[i]} is out of range [-1, {n})")
-    nodes = np.arange(n, dtype=np.int64)
-    anc = parent.copy()
-    pairs_node, pairs_anc = [], []
-    # Walk all nodes up one level at a time: level k gives the k-th ancestor. A forest is
-    # at most n levels deep, so still-active walks after n levels mean a cycle.
-    for _ in range(n + 1):
-        keep = anc >= 0
-        if not keep.any():
-            break
-        nodes, anc = nodes[keep], anc[keep]
-        pairs_node.append(nodes)
-        pairs_anc.append(anc)
-        anc = parent[anc]
-    else:
-        raise MashError(f"parent links contain a cycle through node {int(nodes[0])}")
-    if not pairs_node:
-        return np.zeros((0, 2), dtype=np.int64)
-    depth_rank = np.concatenate([np.full(p.size, k) for k, p in enumerate(pairs_node)])
-    out = np.stack([np.concatenate(pairs_node), np.concatenate(pairs_anc)], axis=1)
-    return out[np.lexsort((depth_rank, out[:, 0]))]
 
 
 def tree_init(
@@ -176,7 +119,7 @@ def tree_init(
     Raises
     ------
     MashError
-        On an invalid parent array (see :func:`transitive_closure`), ``dim < 2``,
+        On an invalid parent array (see :func:`mash.trees.check_parent`), ``dim < 2``,
         non-positive ``step`` or ``spread``, or a negative ``root_radius``.
 
     Examples
@@ -192,10 +135,9 @@ def tree_init(
         raise MashError(
             f"step and spread must be > 0 and root_radius >= 0, got {step}, {spread}, {root_radius}"
         )
-    parent = np.asarray(parent)
-    closure = transitive_closure(parent)
+    parent = check_parent(parent, forest=True)
     n = parent.size
-    depth = np.bincount(closure[:, 0], minlength=n) if closure.size else np.zeros(n, np.int64)
+    depth = depths(parent, forest=True)
     rng = np.random.default_rng(seed)
     directions = np.zeros((n, int(dim)))
     for k in range(int(depth.max(initial=0)) + 1):
@@ -562,7 +504,7 @@ def fit_ranking(
     Parameters
     ----------
     relations : np.ndarray, shape (E, 2), int
-        ``(child, ancestor)`` pairs, e.g. from :func:`transitive_closure`.
+        ``(child, ancestor)`` pairs, e.g. from :func:`mash.trees.transitive_closure`.
     n_nodes : int
         Number of nodes; ids are ``0 .. n_nodes - 1``.
     dim : int
@@ -638,6 +580,7 @@ def fit_ranking(
 
     Examples
     --------
+    >>> from mash.trees import transitive_closure
     >>> rel = transitive_closure(np.array([-1, 0, 0, 1, 1, 2, 2]))
     >>> fit = fit_ranking(rel, 7, dim=2, epochs=5, burn_in=1)
     >>> fit.points.shape, bool((np.linalg.norm(fit.points, axis=1) < 1).all())

@@ -72,7 +72,7 @@ def reconstruction_metrics(
         Embedding of all nodes (inside the unit ball for ``"poincare"``).
     relations : np.ndarray, shape (E, 2), int
         ``(node, neighbour)`` pairs, e.g. ``(child, ancestor)`` from
-        :func:`mash.hyperbolic.poincare.transitive_closure`; duplicates are ignored.
+        :func:`mash.trees.transitive_closure`; duplicates are ignored.
     geometry : {"poincare", "euclidean"}
         Distance used for ranking.
     nodes : np.ndarray, shape (q,), int, optional
