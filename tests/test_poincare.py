@@ -9,10 +9,10 @@ import torch
 from sklearn.metrics import average_precision_score
 
 from mash.errors import MashError
+from mash.hyperbolic.embed import ranking_loss
 from mash.hyperbolic.poincare import (
     fit_ranking,
     pair_keys,
-    ranking_loss,
     sample_negatives,
     tree_init,
 )

@@ -40,6 +40,7 @@ from mash.hyperbolic.decode import (
     decode_tree,
 )
 from mash.hyperbolic.embed import fit_hierarchy_embedding
+from mash.hyperbolic.geometry import dist0_from_norm
 from mash.hyperbolic.hierarchy import Hierarchy
 from mash.labels import (
     BUILTIN_SOURCES,
@@ -493,7 +494,7 @@ def _to_graph(
     labels = _group_aware_labels(par, node_kind, labels)
     pts = np.stack(node_point)
     norms = np.linalg.norm(pts, axis=1)
-    hyp = 2.0 * np.arctanh(np.minimum(norms, 1 - 1e-12))
+    hyp = dist0_from_norm(norms, max_norm=1 - 1e-12)
     # tree depth and leaf counts
     depth = depths(par)
     size = subtree_sums(par, np.asarray([k == KIND_CODE for k in node_kind]))
