@@ -1,6 +1,15 @@
-"""Poincaré embeddings (Nickel & Kiela) and reconstruction metrics: invariants, not printouts."""
+"""Poincaré embeddings (Nickel & Kiela) and reconstruction metrics: invariants, not printouts.
+
+``fit_ranking``, ``tree_init`` and ``reconstruction_metrics`` are benchmark code
+(``bench/_poincare.py``, ``bench/_reconstruction_metrics.py``); ``ranking_loss`` is the
+library's (``mash.hyperbolic.embed``).
+"""
 
 from __future__ import annotations
+
+import doctest
+import sys
+from pathlib import Path
 
 import geoopt
 import numpy as np
@@ -10,14 +19,13 @@ from sklearn.metrics import average_precision_score
 
 from mash.errors import MashError
 from mash.hyperbolic.embed import ranking_loss
-from mash.hyperbolic.poincare import (
-    fit_ranking,
-    pair_keys,
-    sample_negatives,
-    tree_init,
-)
-from mash.hyperbolic.reconstruction import reconstruction_metrics
 from mash.trees import transitive_closure
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import _poincare  # noqa: E402
+import _reconstruction_metrics  # noqa: E402
+from _poincare import fit_ranking, pair_keys, sample_negatives, tree_init  # noqa: E402
+from _reconstruction_metrics import reconstruction_metrics  # noqa: E402
 
 
 def balanced_tree(branching: int, depth: int) -> np.ndarray:
@@ -294,3 +302,20 @@ def test_metrics_reject_bad_input():
         reconstruction_metrics(np.zeros((2, 2)), np.array([[1, 0]]), geometry="sphere")
     with pytest.raises(MashError, match="no query"):
         reconstruction_metrics(np.zeros((3, 2)), np.array([[1, 0]]), nodes=np.array([2]))
+
+
+def test_fit_ranking_keeps_global_rng():
+    parent = np.array([-1, 0, 0, 1, 1, 2, 2])
+    rel = transitive_closure(parent)
+    torch.manual_seed(1234)
+    fit_ranking(rel, parent.size, dim=3, epochs=2, batch_size=16, n_negatives=4, seed=1, threads=1)
+    after = torch.rand(4)
+    torch.manual_seed(1234)
+    assert torch.equal(after, torch.rand(4))
+
+
+@pytest.mark.parametrize("module", [_poincare, _reconstruction_metrics])
+def test_bench_docstring_examples(module):
+    """The examples in the bench modules' docstrings (pytest collects only mash/'s)."""
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

@@ -1,5 +1,7 @@
 """Reconstruction quality of an embedded hierarchy: mean rank and mean average precision.
 
+Benchmark code (``bench/_reconstruction.py``), not part of the mash package.
+
 As ``eval_reconstruction`` of facebookresearch/poincare-embeddings: every query node
 ``u`` with at least one neighbour (here, its ancestors in ``relations``) is compared with
 every other node. The rank of a neighbour ``v`` is one plus the number of non-neighbours

@@ -1,4 +1,9 @@
-"""Poincaré embeddings of a hierarchy (Nickel & Kiela, 2017), trained with geoopt.
+"""Poincaré embeddings of a known hierarchy (Nickel & Kiela, 2017), trained with geoopt.
+
+Benchmark code (``bench/_reconstruction.py``), not part of the mash package: the
+library's hierarchy embedding is :mod:`mash.hyperbolic.embed`, which shares the loss
+(:func:`mash.hyperbolic.embed.ranking_loss`) and the closed-form distance
+(:func:`mash.hyperbolic.geometry.dist_from_parts`) with this module.
 
 The hierarchy is a forest given by a parent array. Its transitive closure gives the
 training relations ``(child, ancestor)``; each relation ``(u, v)`` is scored against
@@ -477,7 +482,8 @@ def fit_ranking(
 
     Notes
     -----
-    The defaults were chosen by measurement (MAP from :func:`reconstruction_metrics`),
+    The defaults were chosen by measurement (MAP from
+    :func:`_reconstruction_metrics.reconstruction_metrics`),
     first on an 11.6k-node ICD-10-CM subset, then on all of ICD-10-CM (98.5k nodes,
     487k relations, dim 10):
 

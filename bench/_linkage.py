@@ -1,5 +1,8 @@
 """Agglomerative-clustering baselines for hierarchies, as parent arrays.
 
+Benchmark code (``bench/hierarchy.py``), not part of the mash package (mash decodes its
+own trees with :func:`mash.hyperbolic.decode.linkage_lca`).
+
 The trees these functions return use the representation of :mod:`mash.trees`
 (``parent[root] == -1``), with the ``n`` input rows as leaves ``0..n-1``, merge ``k`` as node
 ``n + k`` and the root at ``2n - 2``, so they can be scored with
