@@ -2,14 +2,14 @@
 
 The tree is the whole ICD-10-CM code system of ``simple_icd_10_cm`` (chapters, blocks,
 categories, subcategories; a forest of 22 chapters, no artificial root). Its transitive
-closure is embedded with :func:`mash.hyperbolic.poincare.fit_ranking` in the Poincaré
+closure is embedded with :func:`_poincare.fit_ranking` in the Poincaré
 ball and, with the same loss, dimension, epochs and negatives, in Euclidean space; every
 node is then ranked against all others (:func:`reconstruction_metrics`).
 
 Two starts for each geometry:
 
 - ``random``: Nickel & Kiela's recipe, a tiny random cloud, burn-in, 100 epochs;
-- ``tree``: :func:`mash.hyperbolic.poincare.tree_init` (depth sets the radius,
+- ``tree``: :func:`_poincare.tree_init` (depth sets the radius,
   ancestry the direction; a randomised Sarkar / Sala et al. construction), then 10
   epochs of the same loss at a constant lr 0.01 without burn-in. ``init_map`` is the
   MAP of the starting points, before any training.
@@ -32,9 +32,10 @@ import argparse
 import time
 
 import numpy as np
+from _poincare import fit_ranking, tree_init
+from _reconstruction_metrics import reconstruction_metrics
 
-from mash.hyperbolic.poincare import fit_ranking, transitive_closure, tree_init
-from mash.hyperbolic.reconstruction import reconstruction_metrics
+from mash.trees import transitive_closure
 
 EPOCHS = 100
 TREE_EPOCHS = 10

@@ -35,11 +35,12 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _linkage import linkage_tree  # noqa: E402
+
 import mash  # noqa: E402
 from mash.align.result import Alignment  # noqa: E402
-from mash.hyperbolic.baselines import linkage_tree  # noqa: E402
 from mash.hyperbolic.build import HierarchyConfig, build_hierarchy, knn_graph, member_vectors  # noqa: E402
-from mash.hyperbolic.treemetrics import dasgupta_cost, dendrogram_purity  # noqa: E402
+from mash.metrics import dasgupta_cost, dendrogram_purity  # noqa: E402
 from mash.synth import load_reference_tables  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"

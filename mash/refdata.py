@@ -1,7 +1,7 @@
 """Reference vocabularies shipped in PyPI packages, parsed once for the whole package.
 
 The simulator (:mod:`mash.synth.reference`) and the hierarchy's label sources
-(:mod:`mash.hyperbolic.labels`) read the same tables through these functions.
+(:mod:`mash.labels`) read the same tables through these functions.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 import mash
 from mash.align.result import Alignment
@@ -17,9 +16,8 @@ from mash.cli import main
 from mash.errors import MashError, MashInputError
 from mash.hyperbolic.build import build_hierarchy
 from mash.hyperbolic.compress import compress_tree
-from mash.hyperbolic.decode import decode_tree, lca_depth_np, linkage_lca
+from mash.hyperbolic.decode import decode_tree, linkage_lca
 from mash.hyperbolic.hierarchy import Hierarchy, check_tree
-from mash.hyperbolic.lca import lca_depth, lca_point
 
 FAST = {"epochs": 15}
 
@@ -72,27 +70,7 @@ def clades(graph: nx.DiGraph) -> set[frozenset]:
     return out
 
 
-# ------------------------------------------------------------------ geometry
-
-
-def test_lca_depth_geometry():
-    torch.manual_seed(0)
-    y = torch.randn(20, 5, dtype=torch.float64)
-    y = 0.8 * y / y.norm(dim=1, keepdim=True)
-    x = 0.5 * y  # on the geodesic from the origin to y: x is y's ancestor
-    import geoopt
-
-    ball = geoopt.PoincareBall()
-    assert torch.allclose(lca_depth(x, y), ball.dist0(x), atol=1e-9)
-    assert torch.allclose(lca_depth(y, -y), torch.zeros(20, dtype=torch.float64), atol=1e-6)
-    z = torch.randn(20, 5, dtype=torch.float64)
-    z = 0.7 * z / z.norm(dim=1, keepdim=True)
-    assert torch.allclose(lca_depth(y, z), lca_depth(z, y), atol=1e-12)
-    d = lca_depth(y, z)
-    assert bool(((d <= ball.dist0(y) + 1e-9) & (d <= ball.dist0(z) + 1e-9)).all())
-    assert np.allclose(lca_depth_np(y.numpy(), z.numpy()), d.numpy(), atol=1e-9)
-    p = lca_point(y, z)
-    assert torch.allclose(ball.dist0(p), d, atol=1e-6)
+# ------------------------------------------------------------------ decoding
 
 
 def test_linkage_lca_equal_norm_shortcut_matches_general_formula():

@@ -1,4 +1,4 @@
-"""Node naming (mash.hyperbolic.naming) and disk plots (mash.hyperbolic.plot)."""
+"""Node naming (mash.naming) and disk plots (mash.hyperbolic.plot)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from mash.errors import MashError
-from mash.hyperbolic.naming import name_nodes, node_terms, tree_levels
 from mash.hyperbolic.plot import plot_disk, project_to_disk
+from mash.naming import name_nodes, node_terms
+from mash.trees import tree_levels
 
 HEART = [
     "Congestive heart failure",

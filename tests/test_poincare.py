@@ -1,6 +1,15 @@
-"""Poincaré embeddings (Nickel & Kiela) and reconstruction metrics: invariants, not printouts."""
+"""Poincaré embeddings (Nickel & Kiela) and reconstruction metrics: invariants, not printouts.
+
+``fit_ranking``, ``tree_init`` and ``reconstruction_metrics`` are benchmark code
+(``bench/_poincare.py``, ``bench/_reconstruction_metrics.py``); ``ranking_loss`` is the
+library's (``mash.hyperbolic.embed``).
+"""
 
 from __future__ import annotations
+
+import doctest
+import sys
+from pathlib import Path
 
 import geoopt
 import numpy as np
@@ -9,15 +18,14 @@ import torch
 from sklearn.metrics import average_precision_score
 
 from mash.errors import MashError
-from mash.hyperbolic.poincare import (
-    fit_ranking,
-    pair_keys,
-    ranking_loss,
-    sample_negatives,
-    transitive_closure,
-    tree_init,
-)
-from mash.hyperbolic.reconstruction import reconstruction_metrics
+from mash.hyperbolic.embed import ranking_loss
+from mash.trees import transitive_closure
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import _poincare  # noqa: E402
+import _reconstruction_metrics  # noqa: E402
+from _poincare import fit_ranking, pair_keys, sample_negatives, tree_init  # noqa: E402
+from _reconstruction_metrics import reconstruction_metrics  # noqa: E402
 
 
 def balanced_tree(branching: int, depth: int) -> np.ndarray:
@@ -52,43 +60,6 @@ def brute_force(points: np.ndarray, relations: np.ndarray, geometry: str) -> tup
             masked[v] = dist[v]
             ranks.append(int(np.flatnonzero(np.argsort(masked, kind="stable") == v)[0]) + 1)
     return float(np.mean(ranks)), float(np.mean(aps))
-
-
-# --- transitive closure ---------------------------------------------------------------
-
-
-def test_closure_small_forest():
-    #   0        5
-    #  / \\      |
-    # 1   2     6
-    #     |
-    #     3 - 4
-    parent = np.array([-1, 0, 0, 2, 3, -1, 5])
-    got = {tuple(r) for r in transitive_closure(parent).tolist()}
-    want = {(1, 0), (2, 0), (3, 2), (3, 0), (4, 3), (4, 2), (4, 0), (6, 5)}
-    assert got == want
-    out = transitive_closure(parent)
-    assert out.dtype == np.int64 and out.shape == (8, 2)
-
-
-def test_closure_matches_depth_sum():
-    parent = balanced_tree(3, 3)
-    rel = transitive_closure(parent)
-    assert rel.shape[0] == 3 * 1 + 9 * 2 + 27 * 3
-    assert len({tuple(r) for r in rel.tolist()}) == rel.shape[0]
-
-
-@pytest.mark.parametrize(
-    "parent", [np.array([1, 2, 0]), np.array([-1, 2, 1]), np.array([0]), np.array([-1, 3, 1, 2])]
-)
-def test_closure_cycle_raises(parent):
-    with pytest.raises(MashError, match="cycle"):
-        transitive_closure(parent)
-
-
-def test_closure_out_of_range_raises():
-    with pytest.raises(MashError, match="out of range"):
-        transitive_closure(np.array([-1, 5]))
 
 
 # --- loss ------------------------------------------------------------------------------
@@ -331,3 +302,20 @@ def test_metrics_reject_bad_input():
         reconstruction_metrics(np.zeros((2, 2)), np.array([[1, 0]]), geometry="sphere")
     with pytest.raises(MashError, match="no query"):
         reconstruction_metrics(np.zeros((3, 2)), np.array([[1, 0]]), nodes=np.array([2]))
+
+
+def test_fit_ranking_keeps_global_rng():
+    parent = np.array([-1, 0, 0, 1, 1, 2, 2])
+    rel = transitive_closure(parent)
+    torch.manual_seed(1234)
+    fit_ranking(rel, parent.size, dim=3, epochs=2, batch_size=16, n_negatives=4, seed=1, threads=1)
+    after = torch.rand(4)
+    torch.manual_seed(1234)
+    assert torch.equal(after, torch.rand(4))
+
+
+@pytest.mark.parametrize("module", [_poincare, _reconstruction_metrics])
+def test_bench_docstring_examples(module):
+    """The examples in the bench modules' docstrings (pytest collects only mash/'s)."""
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

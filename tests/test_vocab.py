@@ -13,7 +13,8 @@ import pytest
 
 from mash.errors import MashInputError
 from mash.hyperbolic.hierarchy import Hierarchy
-from mash.vocab import HF_SPECIAL_TOKENS, SPECIAL_TOKENS, Vocabulary, code_counts, logmap0
+from mash.vocab import HF_SPECIAL_TOKENS, SPECIAL_TOKENS, Vocabulary, code_counts
+from mash.vocab.embedding import embedding_init
 
 # root ─┬─ _g1 (group) ─┬─ _c0 (concept C1) ─┬─ A:4280
 #       │               │                    └─ B:I509
@@ -431,8 +432,9 @@ def test_embedding_init_needs_coordinates():
     vocab = Vocabulary.from_hierarchy(Hierarchy(tiny_graph(coordinates=False)))
     with pytest.raises(MashInputError, match="no coordinates"):
         vocab.embedding_init()
+    pts = np.vstack([np.zeros((5, 3)), np.full((len(vocab) - 5, 3), 0.6)])  # norm > 1
     with pytest.raises(MashInputError, match="inside the unit ball"):
-        logmap0(np.array([[1.0, 0.0]]))
+        embedding_init(pts, vocab.tokens)
 
 
 # ------------------------------------------------------------------ on the bundled sample

@@ -4,14 +4,14 @@ Stages (one progress bar each):
 
 1. concept vectors: the mean aligned vector (text ⊕ co-occurrence) of each concept's
    members, and their k nearest neighbours;
-2. known groups (:mod:`mash.hyperbolic.labels`): the sites' ``parent`` columns and
+2. known groups (:mod:`mash.labels`): the sites' ``parent`` columns and
    ``labels`` sources; concepts no source knows are placed by their labelled
    neighbours where most of them agree;
 3. a Poincaré-ball embedding (:mod:`mash.hyperbolic.embed`);
 4. decoding by hyperbolic LCA depth inside the known groups
    (:mod:`mash.hyperbolic.decode`), then compression (:mod:`mash.hyperbolic.compress`);
 5. leaves: a concept with members from several codes becomes a subtree whose leaves
-   are those (site, code)s; internal nodes are named (:mod:`mash.hyperbolic.naming`).
+   are those (site, code)s; internal nodes are named (:mod:`mash.naming`).
 """
 
 from __future__ import annotations
@@ -40,16 +40,18 @@ from mash.hyperbolic.decode import (
     decode_tree,
 )
 from mash.hyperbolic.embed import fit_hierarchy_embedding
+from mash.hyperbolic.geometry import dist0_from_norm
 from mash.hyperbolic.hierarchy import Hierarchy
-from mash.hyperbolic.labels import (
+from mash.labels import (
     BUILTIN_SOURCES,
     LabelForest,
     build_label_forest,
     resolve_sources,
     unknown_label_rows,
 )
-from mash.hyperbolic.naming import name_nodes
+from mash.naming import name_nodes
 from mash.progress import Timer, bar
+from mash.trees import breadth_first, children_lists, depths, leaf_mask, subtree_sums
 
 KIND_CODE = "code"
 
@@ -263,7 +265,7 @@ def build_hierarchy(
         A :class:`mash.Alignment` or the directory ``mash align`` wrote.
     labels : sequence of str
         Known trees, in priority order: ``"icd10cm"``, ``"ccs"``, ``"parents"`` or CSV
-        paths (:mod:`mash.hyperbolic.labels`). The sites' ``parent`` columns are used
+        paths (:mod:`mash.labels`). The sites' ``parent`` columns are used
         in any case (last) when the alignment carries them.
     config : HierarchyConfig, optional
     quiet : bool
@@ -492,19 +494,10 @@ def _to_graph(
     labels = _group_aware_labels(par, node_kind, labels)
     pts = np.stack(node_point)
     norms = np.linalg.norm(pts, axis=1)
-    hyp = 2.0 * np.arctanh(np.minimum(norms, 1 - 1e-12))
+    hyp = dist0_from_norm(norms, max_norm=1 - 1e-12)
     # tree depth and leaf counts
-    order = _topological(par)
-    depth = np.zeros(len(par), dtype=np.int64)
-    for v in order:
-        if par[v] >= 0:
-            depth[v] = depth[par[v]] + 1
-    size = np.zeros(len(par), dtype=np.int64)
-    is_leaf = np.asarray([k == KIND_CODE for k in node_kind])
-    size[is_leaf] = 1
-    for v in order[::-1]:
-        if par[v] >= 0:
-            size[par[v]] += size[v]
+    depth = depths(par)
+    size = subtree_sums(par, np.asarray([k == KIND_CODE for k in node_kind]))
     ids = []
     counters: dict[str, int] = {}
     for v in range(len(par)):
@@ -548,15 +541,9 @@ def _group_aware_labels(parent: np.ndarray, kind: list[str], labels: list[str]) 
     (reached through clusters only) is labelled "G1; G2 + k more" from those groups'
     labels, largest first; other clusters keep their term-based label.
     """
-    n = len(parent)
-    children: list[list[int]] = [[] for _ in range(n)]
-    for v, p in enumerate(parent):
-        if p >= 0:
-            children[p].append(v)
-    size = np.zeros(n, dtype=np.int64)
-    order = _topological(parent)
-    for v in order[::-1]:
-        size[v] = 1 if not children[v] else sum(size[c] for c in children[v])
+    children = [c.tolist() for c in children_lists(parent)]
+    size = subtree_sums(parent, leaf_mask(parent))
+    order = breadth_first(parent)
     out = list(labels)
     for v in order:
         if kind[v] != KIND_CLUSTER:
@@ -578,21 +565,3 @@ def _group_aware_labels(parent: np.ndarray, kind: list[str], labels: list[str]) 
             text += f" + {len(names) - 2} more"
         out[v] = text
     return out
-
-
-def _topological(parent: np.ndarray) -> np.ndarray:
-    """Node order with every parent before its children (breadth first)."""
-    children: list[list[int]] = [[] for _ in range(len(parent))]
-    roots = []
-    for v, p in enumerate(parent):
-        (children[p] if p >= 0 else roots).append(v)
-    if len(roots) != 1:
-        raise MashError(f"internal error: decoded tree has {len(roots)} roots")
-    order = [roots[0]]
-    i = 0
-    while i < len(order):
-        order.extend(children[order[i]])
-        i += 1
-    if len(order) != len(parent):
-        raise MashError("internal error: decoded tree has a cycle")
-    return np.asarray(order)

@@ -15,6 +15,7 @@ from collections import deque
 import numpy as np
 
 from mash.hyperbolic.decode import KIND_CLUSTER, KIND_GROUP
+from mash.trees import breadth_first, children_lists
 
 
 def compress_tree(
@@ -52,13 +53,9 @@ def compress_tree(
     n = len(parent)
     if max_children < 2:
         raise ValueError("max_children must be at least 2")
-    children: list[list[int]] = [[] for _ in range(n)]
-    root = -1
-    for v, p in enumerate(parent):
-        if p >= 0:
-            children[p].append(v)
-        else:
-            root = v
+    children = [c.tolist() for c in children_lists(parent)]
+    bfs = breadth_first(parent)
+    root = int(bfs[0])
     is_cluster = kind == KIND_CLUSTER
     gaps = np.maximum(merge_depth - np.where(parent >= 0, merge_depth[np.maximum(parent, 0)], 0.0), 0.0)
     threshold = float(np.quantile(gaps[is_cluster], gap_quantile)) if is_cluster.any() else 0.0
@@ -67,10 +64,7 @@ def compress_tree(
     new_parent = parent.copy()
     removed = np.zeros(n, dtype=bool)
     # single-child known groups below the top level, bottom-up
-    bfs = [root]
-    for v in bfs:
-        bfs.extend(children[v])
-    for v in reversed(bfs):
+    for v in bfs[::-1].tolist():
         p = new_parent[v]
         if kind[v] == KIND_GROUP and len(children[v]) == 1 and p >= 0 and new_parent[p] >= 0:
             (c,) = children[v]

@@ -7,7 +7,7 @@ most specific ancestor and merges first. That is single linkage on the dissimila
 is computed exactly here with Prim's algorithm on the dense dissimilarity, one row at
 a time (O(m²) time, O(m) memory).
 
-mash adds one constraint: known groups (:mod:`mash.hyperbolic.labels`) are kept. Each
+mash adds one constraint: known groups (:mod:`mash.labels`) are kept. Each
 group is decoded bottom-up from its members (its own concepts and its child groups, a
 child group represented by the mean direction of its concepts), and the group's last
 merge *is* the group node; concepts outside every group and the top groups merge into
@@ -21,31 +21,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from mash.errors import MashError
+from mash.hyperbolic.geometry import (
+    dist0_from_norm,
+    lca_depth_np,
+    lca_point_np,
+    pairwise_lca_depth,
+)
 from mash.progress import bar
+from mash.trees import postorder
 
 KIND_ITEM, KIND_GROUP, KIND_CLUSTER, KIND_ROOT = "concept", "group", "cluster", "root"
-
-
-def lca_depth_np(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """NumPy twin of :func:`mash.hyperbolic.lca.lca_depth` (no gradients), for decoding.
-
-    Parameters
-    ----------
-    x : ndarray, shape (d,) or (m, d)
-    y : ndarray, shape (m, d)
-
-    Returns
-    -------
-    ndarray, shape (m,)
-    """
-    kx = 2.0 * x / (1.0 + (x * x).sum(-1, keepdims=True))
-    ky = 2.0 * y / (1.0 + (y * y).sum(-1, keepdims=True))
-    direction = ky - kx
-    denom = np.maximum((direction * direction).sum(-1), 1e-15)
-    t = np.clip(-(kx * direction).sum(-1) / denom, 0.0, 1.0)
-    p = kx + t[:, None] * direction
-    r = np.minimum(np.sqrt((p * p).sum(-1)), 1.0 - 1e-6)
-    return np.arctanh(r)
 
 
 METHODS = ("average", "single")
@@ -92,26 +77,9 @@ def linkage_lca(points: np.ndarray, method: str, max_depth: float) -> np.ndarray
     if method != "average":
         raise MashError(f"unknown decoding method {method!r}; valid: {', '.join(METHODS)}")
     from scipy.cluster.hierarchy import linkage
-    from scipy.spatial.distance import pdist
 
-    norms = np.linalg.norm(points, axis=1)
-    if np.ptp(norms) < 1e-9:
-        # equal norms (the decoder's case): the LCA of two points at Klein radius rho with
-        # angle theta is the chord's midpoint, at Klein radius rho * cos(theta / 2)
-        rho = 2.0 * norms[0] / (1.0 + norms[0] ** 2)
-        condensed = pdist(points, metric="cosine")  # 1 - cos(theta)
-        np.subtract(1.0, condensed / 2.0, out=condensed)  # cos^2(theta / 2)
-        np.sqrt(np.maximum(condensed, 0.0, out=condensed), out=condensed)
-        np.multiply(condensed, rho, out=condensed)
-        np.arctanh(np.minimum(condensed, 1.0 - 1e-6, out=condensed), out=condensed)
-        np.subtract(max_depth, condensed, out=condensed)
-    else:
-        iu, ju = np.triu_indices(m, 1)
-        condensed = np.empty(len(iu))
-        step = 1 << 22
-        for s in range(0, len(iu), step):
-            a, b = iu[s : s + step], ju[s : s + step]
-            condensed[s : s + step] = max_depth - lca_depth_np(points[a], points[b])
+    condensed = pairwise_lca_depth(points)
+    np.subtract(max_depth, condensed, out=condensed)
     z = linkage(condensed, method="average")
     return np.column_stack([z[:, 0], z[:, 1], max_depth - z[:, 2]])
 
@@ -177,16 +145,6 @@ class DecodedTree:
     points: np.ndarray
 
 
-def _lca_point_np(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    kx = 2.0 * x / (1.0 + (x * x).sum())
-    ky = 2.0 * y / (1.0 + (y * y).sum())
-    direction = ky - kx
-    t = np.clip(-(kx @ direction) / max(direction @ direction, 1e-15), 0.0, 1.0)
-    k = kx + t * direction
-    sq = min(float(k @ k), 1.0 - 1e-6)
-    return k / (1.0 + np.sqrt(1.0 - sq))
-
-
 def decode_tree(
     items: np.ndarray,
     groups: np.ndarray,
@@ -219,7 +177,7 @@ def decode_tree(
     n, dim = items.shape
     n_groups = len(group_parent)
     radius = float(np.linalg.norm(items[0])) if n else 0.9
-    item_depth = float(2.0 * np.arctanh(min(radius, 1 - 1e-6)))
+    item_depth = float(dist0_from_norm(radius, max_norm=1 - 1e-6))
     parent = [-1] * (n + n_groups)
     kind = [KIND_ITEM] * n + [KIND_GROUP] * n_groups
     depth = [item_depth] * n + [0.0] * n_groups
@@ -234,14 +192,10 @@ def decode_tree(
         members[group_parent[g] if group_parent[g] >= 0 else n_groups].append(n + g)
     direction = np.zeros((n + n_groups, dim))
     direction[:n] = unit
-    # post-order over groups: children before parents
-    order: list[int] = []
-    stack = [n_groups]
-    while stack:
-        g = stack.pop()
-        order.append(g)
-        stack.extend(m - n for m in members[g] if m >= n)
-    order.reverse()
+    # post-order over groups (children before parents); node n_groups is the root
+    gp = np.asarray(group_parent, dtype=np.int64).reshape(-1)
+    group_tree = np.append(np.where(gp >= 0, gp, n_groups), -1)
+    order = postorder(group_tree).tolist()
     for g in bar(order, "tree decoding", quiet=quiet):
         mem = members[g]
         node = n + g if g < n_groups else None
@@ -267,12 +221,12 @@ def decode_tree(
                 last = step == len(merges) - 1
                 if last and node is not None:
                     new = node  # the group's last merge is the group node
-                    pts[new] = _lca_point_np(pts[na], pts[nb])
+                    pts[new] = lca_point_np(pts[na], pts[nb])
                 else:
                     new = len(parent)
                     parent.append(-1)
                     kind.append(KIND_ROOT if last else KIND_CLUSTER)
-                    pts.append(_lca_point_np(pts[na], pts[nb]))
+                    pts.append(lca_point_np(pts[na], pts[nb]))
                     depth.append(0.0)
                 depth[new] = float(dep)
                 parent[na] = new

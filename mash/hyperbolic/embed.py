@@ -11,7 +11,7 @@ Two objectives, trained jointly with :class:`geoopt.optim.RiemannianAdam`:
                  - \sum_{(a,b)} w_{ab}\,\sigma_\tau(\delta_{ij}, \delta_{ik}, \delta_{jk})_{ab}
 
    where :math:`\delta_{ab}` is the depth (distance to the origin) of the hyperbolic
-   LCA of :math:`a, b` (:mod:`mash.hyperbolic.lca`) and :math:`\sigma_\tau` a softmax
+   LCA of :math:`a, b` (:func:`mash.hyperbolic.geometry.lca_depth`) and :math:`\sigma_\tau` a softmax
    with temperature :math:`\tau`: the most similar pair of each triplet should have the
    deepest common ancestor. As in HypHC, concepts live on a sphere of fixed hyperbolic
    radius, so the hierarchy is carried by their directions and by the LCAs.
@@ -20,9 +20,9 @@ Two objectives, trained jointly with :class:`geoopt.optim.RiemannianAdam`:
    concepts have labels. Triplets are drawn as (i, a k-nearest neighbour of i, a
    random concept), so that informative triplets are frequent.
 
-2. **Nickel & Kiela (2017) ranking loss** on the closure of the known groups
-   (concept → each group above it, group → each group above it), with
-   group nodes as free points of the ball: groups settle between the origin and
+2. **Nickel & Kiela (2017) ranking loss** (:func:`ranking_loss`) on the closure of
+   the known groups (concept → each group above it, group → each group above it),
+   with group nodes as free points of the ball: groups settle between the origin and
    their members, generic groups nearest the origin.
 
 Points never leave the ball: concept points are ``radius · u / |u|`` with
@@ -40,9 +40,9 @@ import numpy as np
 import torch
 
 from mash.errors import MashError
-from mash.hyperbolic.lca import lca_depth
-from mash.hyperbolic.poincare import ranking_loss
+from mash.hyperbolic.geometry import curvature, dist0_from_norm, dist_from_parts, lca_depth
 from mash.progress import bar
+from mash.trees import transitive_closure
 
 
 @dataclass
@@ -108,19 +108,68 @@ def triplet_lca_loss(
     return (w.sum(1) - (w * soft).sum(1)).mean()
 
 
+def _loss_from_dist(dist: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of ``logsumexp(-dist) + dist[:, 0]``; column 0 is the positive."""
+    return (torch.logsumexp(-dist, dim=-1) + dist[:, 0]).mean()
+
+
+def ranking_loss(
+    manifold: geoopt.manifolds.Manifold,
+    u: torch.Tensor,
+    v: torch.Tensor,
+    negatives: torch.Tensor,
+) -> torch.Tensor:
+    """Nickel–Kiela softmax ranking loss, averaged over the batch.
+
+    .. math::
+
+        \\frac{1}{B}\\sum_{b} \\Big[\\log\\big(e^{-d(u_b, v_b)}
+        + \\sum_k e^{-d(u_b, n_{bk})}\\big) + d(u_b, v_b)\\Big]
+
+    computed with ``logsumexp``. ``d`` is ``manifold.dist``; for
+    :class:`geoopt.PoincareBall` and ``geoopt.Euclidean(ndim=1)`` it is evaluated in
+    closed form by :func:`mash.hyperbolic.geometry.dist_from_parts` (the same values as
+    ``manifold.dist`` to rounding, and faster; see there); any other manifold uses
+    ``manifold.dist``.
+
+    Parameters
+    ----------
+    manifold : geoopt.manifolds.Manifold
+        Gives the distance, e.g. ``geoopt.PoincareBall()`` or ``geoopt.Euclidean(ndim=1)``.
+    u : torch.Tensor, shape (B, d)
+        Query points (children).
+    v : torch.Tensor, shape (B, d)
+        Positive points (ancestors).
+    negatives : torch.Tensor, shape (B, K, d)
+        Negative points for each query.
+
+    Returns
+    -------
+    torch.Tensor, shape ()
+        The mean loss.
+    """
+    targets = torch.cat([v.unsqueeze(-2), negatives], dim=-2)  # (B, 1 + K, d)
+    c = curvature(manifold)
+    if c is None:
+        dist = manifold.dist(u.unsqueeze(-2), targets)
+    else:
+        x2 = (u * u).sum(-1, keepdim=True)
+        t2 = (targets * targets).sum(-1)
+        d2 = (targets - u.unsqueeze(-2)).pow(2).sum(-1)  # no cancellation, any dtype
+        dist = dist_from_parts(x2, t2, d2, c)
+    return _loss_from_dist(dist)
+
+
 def _closure(label_paths: np.ndarray, label_parent: np.ndarray, n_items: int) -> np.ndarray:
-    """(child node, ancestor node) pairs; items are 0..n−1, groups n..n+L−1."""
-    rows = []
+    """(child node, ancestor node) pairs; items are 0..n−1, groups n..n+L−1.
+
+    Each concept's path (root side first) comes first, in row order, then every group's
+    ancestors, nearest first (:func:`mash.trees.transitive_closure`).
+    """
     items, cols = np.nonzero(label_paths >= 0)
-    rows.append(np.stack([items, n_items + label_paths[items, cols]], 1))
-    for g in range(len(label_parent)):
-        a = label_parent[g]
-        while a >= 0:
-            rows.append(np.array([[n_items + g, n_items + a]]))
-            a = label_parent[a]
-    if not rows:
-        return np.zeros((0, 2), dtype=np.int64)
-    return np.concatenate(rows).astype(np.int64)
+    rows = np.stack([items, n_items + label_paths[items, cols]], 1).astype(np.int64)
+    groups = n_items + transitive_closure(np.asarray(label_parent, dtype=np.int64))
+    return np.concatenate([rows.reshape(-1, 2), groups])
 
 
 def fit_hierarchy_embedding(
@@ -201,7 +250,7 @@ def fit_hierarchy_embedding(
         groups = geoopt.ManifoldParameter(ball.projx(init), manifold=ball)
         params.append(groups)
     opt = geoopt.optim.RiemannianAdam(params, lr=lr, stabilize=10)
-    max_depth = float(2.0 * np.arctanh(radius))
+    max_depth = float(dist0_from_norm(radius))
     steps = max(1, int(np.ceil(n / batch_size)))
     k_nbr = nbr.shape[1]
     losses: list[float] = []

@@ -112,7 +112,7 @@ class Hierarchy:
 
     def parent_array(self) -> tuple[list[str], np.ndarray]:
         """Node ids and the tree as a parent array, shape (n_nodes,), −1 for the root
-        (the representation :mod:`mash.hyperbolic.treemetrics` works on)."""
+        (the representation :mod:`mash.trees` works on)."""
         ids = list(self.graph.nodes)
         index = {v: i for i, v in enumerate(ids)}
         parent = np.full(len(ids), -1, dtype=np.int64)

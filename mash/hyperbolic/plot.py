@@ -19,7 +19,7 @@ import torch
 
 from mash._io import atomic_path
 from mash.errors import MashError
-from mash.hyperbolic.naming import tree_levels
+from mash.trees import tree_levels
 
 __all__ = ["FORMATS", "plot_disk", "project_to_disk"]
 
@@ -134,7 +134,7 @@ def plot_disk(
     parent : np.ndarray, shape (n,), int
         Parent of each node, ``-1`` for the root.
     labels : list of str, length n
-        Node names (e.g. from :func:`mash.hyperbolic.naming.name_nodes`).
+        Node names (e.g. from :func:`mash.naming.name_nodes`).
     path : str or Path
         Output file; the format comes from the suffix (``.png``, ``.pdf``, ``.svg``).
         Written atomically: a reader sees the old file or the complete new one.

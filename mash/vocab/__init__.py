@@ -11,15 +11,14 @@ One module per job:
   back-off of rare concepts (:func:`code_counts` gives the counts);
 * :mod:`mash.vocab.vocabulary` — the :class:`Vocabulary` object: lookups, encoding,
   save / load, and :func:`vocab_fingerprint`;
-* :mod:`mash.vocab.embedding` — :func:`logmap0` and the tangent-space initialisation of
-  :meth:`Vocabulary.embedding_init` (NumPy only, no torch);
+* :mod:`mash.vocab.embedding` — the tangent-space initialisation of
+  :meth:`Vocabulary.embedding_init` (through :func:`mash.hyperbolic.geometry.logmap0`);
 * :mod:`mash.vocab.hf` — the Hugging Face tokenizer export.
 
 Visits are encoded and padded next to the site-wide sequences, in :mod:`mash.visits`
 (:class:`~mash.visits.EncodedVisits`) and :mod:`mash.sequences`.
 """
 
-from mash.vocab.embedding import logmap0
 from mash.vocab.hf import HF_SPECIAL_TOKENS
 from mash.vocab.layout import (
     CLS_ID,
@@ -42,6 +41,5 @@ __all__ = [
     "UNK_ID",
     "Vocabulary",
     "code_counts",
-    "logmap0",
     "vocab_fingerprint",
 ]

@@ -1,7 +1,7 @@
 """Initial token vectors of a vocabulary: hierarchy points mapped to the tangent space.
 
-NumPy only (no torch): :func:`logmap0` is the closed form of
-``geoopt.PoincareBall(c=1).logmap0``.
+The map is :func:`mash.hyperbolic.geometry.logmap0`, the one home of the Poincaré-ball
+formulas; it is imported when first used, so ``import mash.vocab`` stays free of torch.
 """
 
 from __future__ import annotations
@@ -13,50 +13,10 @@ import numpy as np
 from mash.errors import MashInputError
 from mash.vocab.layout import SPECIAL_TOKENS
 
-__all__ = ["embedding_init", "logmap0"]
+__all__ = ["embedding_init"]
 
 _SPECIAL_INIT_SCALE = 0.01
 _SPECIAL_INIT_SEED = 0
-
-
-def logmap0(x: np.ndarray) -> np.ndarray:
-    r"""Logarithmic map at the origin of the Poincaré ball (curvature −1).
-
-    .. math:: \log_0(x) = \operatorname{artanh}(\lVert x\rVert)\,\frac{x}{\lVert x\rVert},
-              \qquad \log_0(0) = 0,
-
-    the same map as ``geoopt.PoincareBall(c=1).logmap0``.
-
-    Parameters
-    ----------
-    x : ndarray of float, shape (n, d)
-        Points strictly inside the unit ball.
-
-    Returns
-    -------
-    ndarray of float64, shape (n, d)
-        Tangent vectors at the origin.
-
-    Raises
-    ------
-    MashInputError
-        If a point has norm ≥ 1 or is not finite.
-
-    Examples
-    --------
-    >>> logmap0(np.array([[0.5, 0.0], [0.0, 0.0]])).round(4).tolist()
-    [[0.5493, 0.0], [0.0, 0.0]]
-    """
-    x = np.asarray(x, dtype=np.float64)
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    bad = ~np.isfinite(norm[..., 0]) | (norm[..., 0] >= 1.0)
-    if bad.any():
-        i = int(np.flatnonzero(bad.reshape(-1))[0])
-        raise MashInputError(
-            f"point {i} is not strictly inside the unit ball (norm {norm.reshape(-1)[i]:.6g})"
-        )
-    safe = np.where(norm > 0, norm, 1.0)
-    return np.arctanh(norm) * x / safe
 
 
 def _special_rows(d: int) -> np.ndarray:
@@ -70,7 +30,7 @@ def _special_rows(d: int) -> np.ndarray:
 def embedding_init(points: np.ndarray | None, tokens: Sequence[str]) -> np.ndarray:
     r"""Initial token vectors: the tokens' Poincaré points in the tangent space at the origin.
 
-    Row ``i`` is :math:`\log_0(x_i)` (:func:`logmap0`) of token ``i``'s point; the rows
+    Row ``i`` is :math:`\log_0(x_i)` (:func:`mash.hyperbolic.geometry.logmap0`) of token ``i``'s point; the rows
     of the specials are ignored: [PAD] is zero, the other specials are
     ``0.01 · N(0, 1)`` draws (seed 0).
 
@@ -98,6 +58,8 @@ def embedding_init(points: np.ndarray | None, tokens: Sequence[str]) -> np.ndarr
     >>> init.shape, init.dtype.name, init[0].tolist(), init[5].astype(float).round(4).tolist()
     ((6, 2), 'float32', [0.0, 0.0], [0.5493, 0.0])
     """
+    from mash.hyperbolic.geometry import logmap0  # torch and geoopt: only when used
+
     if points is None:
         raise MashInputError(
             "the hierarchy has no coordinates; embedding_init needs a hyperbolic hierarchy"

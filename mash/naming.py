@@ -46,8 +46,9 @@ import numpy as np
 
 from mash.abbrev import GENERIC, tokenize
 from mash.errors import MashError
+from mash.trees import children_csr, segment_indices, subtree_sums, tree_levels
 
-__all__ = ["STOPWORDS", "name_nodes", "node_terms", "tree_levels"]
+__all__ = ["STOPWORDS", "name_nodes", "node_terms"]
 
 #: Words that never name a node: English function words and classification filler.
 STOPWORDS: frozenset[str] = frozenset(
@@ -106,63 +107,6 @@ def node_terms(text: str) -> list[str]:
     return out
 
 
-def tree_levels(parent: np.ndarray) -> list[np.ndarray]:
-    """Validate a rooted tree and list its nodes level by level.
-
-    Parameters
-    ----------
-    parent : np.ndarray, shape (n,), int
-        ``parent[i]`` is the parent of node ``i``; ``-1`` marks the single root.
-
-    Returns
-    -------
-    list of np.ndarray of int64
-        ``levels[d]`` holds the nodes at depth ``d`` (the root is depth 0), grouped by
-        parent in the order of the previous level, children in increasing id.
-
-    Raises
-    ------
-    MashError
-        If ``parent`` is not a 1-d integer array, an index is out of range, there is not
-        exactly one root, or some node cannot be reached from the root (a cycle).
-
-    Examples
-    --------
-    >>> [lv.tolist() for lv in tree_levels(np.array([-1, 0, 0, 1]))]
-    [[0], [1, 2], [3]]
-    """
-    parent = np.asarray(parent)
-    if parent.ndim != 1 or parent.size == 0:
-        raise MashError(f"parent must be a non-empty 1-d array, got shape {parent.shape}")
-    if not np.issubdtype(parent.dtype, np.integer):
-        raise MashError(f"parent must hold integers, got dtype {parent.dtype}")
-    parent = parent.astype(np.int64)
-    n = parent.size
-    bad = (parent < -1) | (parent >= n)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise MashError(f"parent[{i}] = {parent[i]} is out of range [-1, {n})")
-    roots = np.flatnonzero(parent == -1)
-    if roots.size != 1:
-        raise MashError(f"parent must have exactly one root (-1), found {roots.size}")
-    child_ptr, children = _children(parent)
-    levels = [roots.astype(np.int64)]
-    seen = 1
-    while True:
-        cur = levels[-1]
-        nxt = children[_segments(child_ptr[cur], child_ptr[cur + 1] - child_ptr[cur])]
-        if nxt.size == 0:
-            break
-        levels.append(nxt)
-        seen += nxt.size
-    if seen != n:
-        reached = np.zeros(n, dtype=bool)
-        reached[np.concatenate(levels)] = True
-        i = int(np.flatnonzero(~reached)[0])
-        raise MashError(f"parent links contain a cycle: node {i} is not reachable from the root")
-    return levels
-
-
 def name_nodes(
     parent: np.ndarray,
     texts: list[str],
@@ -200,7 +144,7 @@ def name_nodes(
     Raises
     ------
     MashError
-        On a malformed tree (see :func:`tree_levels`), a ``texts`` of the wrong length,
+        On a malformed tree (see :func:`mash.trees.tree_levels`), a ``texts`` of the wrong length,
         a ``fixed`` key out of range, or bad ``max_terms``/``min_share``.
 
     Notes
@@ -233,7 +177,7 @@ def name_nodes(
             raise MashError(f"fixed label of node {k} must be a str, got {type(v).__name__}")
     fixed = {int(k): v for k, v in fixed.items()}
 
-    child_ptr, children = _children(parent)
+    child_ptr, children = children_csr(parent)
     n_children = np.diff(child_ptr)
     is_leaf = n_children == 0
     size, start = _leaf_ranges(parent, levels, is_leaf)
@@ -274,35 +218,12 @@ def name_nodes(
 # ---------------------------------------------------------------------------- internals
 
 
-def _children(parent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """CSR of children: ``children[child_ptr[v]:child_ptr[v + 1]]``, increasing ids."""
-    n = parent.size
-    nonroot = np.flatnonzero(parent >= 0)
-    children = nonroot[np.argsort(parent[nonroot], kind="stable")].astype(np.int64)
-    child_ptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(parent[nonroot], minlength=n), out=child_ptr[1:])
-    return child_ptr, children
-
-
-def _segments(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Indices ``starts[i] + [0, lengths[i])`` concatenated over ``i``."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    offsets = np.cumsum(lengths) - lengths
-    return np.repeat(np.asarray(starts, dtype=np.int64) - offsets, lengths) + np.arange(total)
-
-
 def _leaf_ranges(
     parent: np.ndarray, levels: list[np.ndarray], is_leaf: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Leaves per subtree and first depth-first leaf index of each node, shapes (n,)."""
-    n = parent.size
-    size = is_leaf.astype(np.int64)
-    for lv in reversed(levels[1:]):
-        size += np.bincount(parent[lv], weights=size[lv], minlength=n).astype(np.int64)
-    start = np.zeros(n, dtype=np.int64)
+    size = subtree_sums(parent, is_leaf, levels)
+    start = np.zeros(parent.size, dtype=np.int64)
     for lv in levels[1:]:
         # Nodes of a level are grouped by parent: offset each by its earlier siblings.
         excl = np.cumsum(size[lv]) - size[lv]
@@ -461,11 +382,11 @@ def _count_terms(
             continue
         nodes = np.sort(nodes)
         nch = child_ptr[nodes + 1] - child_ptr[nodes]
-        ch = children[_segments(child_ptr[nodes], nch)]
+        ch = children[segment_indices(child_ptr[nodes], nch)]
         par = np.repeat(nodes, nch)
 
         # Candidate terms: the union of the children's qualifying terms.
-        cand = kept.data[_segments(kstart[ch], klen[ch])]
+        cand = kept.data[segment_indices(kstart[ch], klen[ch])]
         ukey = np.unique(np.repeat(par, klen[ch]) * n_terms + cand)
         pv, pt = ukey // n_terms, ukey % n_terms
         cnt, psum = count(pv, pt)
@@ -484,9 +405,9 @@ def _count_terms(
         records.append((pv[o], pt[o], share[o], pos[o], qual[o]))
 
         # Representatives: the children's, re-scored by token overlap with this node.
-        rl = reps.data[_segments(rstart[ch], rlen[ch])]
+        rl = reps.data[segment_indices(rstart[ch], rlen[ch])]
         rv = np.repeat(par, rlen[ch])
-        tix = _segments(leaf_ptr[rl], leaf_len[rl])
+        tix = segment_indices(leaf_ptr[rl], leaf_len[rl])
         pair = np.repeat(np.arange(rl.size), leaf_len[rl])
         c2, _ = count(rv[pair], leaf_terms[tix])
         overlap = np.bincount(pair, weights=c2 / size[rv[pair]], minlength=rl.size)

@@ -1,24 +1,28 @@
-"""Tree metrics on parent arrays: invariants, hand-worked values, brute-force agreement."""
+"""Parent-array trees (mash.trees) and tree metrics (mash.metrics): invariants, hand-worked
+values, brute-force and networkx agreement."""
 
 from __future__ import annotations
 
 import itertools
 
+import networkx as nx
 import numpy as np
 import pytest
-from scipy.cluster.hierarchy import linkage
-from scipy.spatial.distance import pdist
 
 from mash.errors import MashError
-from mash.hyperbolic.baselines import LINKAGE_METHODS, linkage_to_parent, linkage_tree
-from mash.hyperbolic.treemetrics import (
+from mash.metrics import dasgupta_cost, dendrogram_purity
+from mash.trees import (
+    breadth_first,
+    check_parent,
     children_lists,
-    dasgupta_cost,
-    dendrogram_purity,
     depths,
+    euler_tour,
     lca,
     leaf_mask,
     postorder,
+    subtree_sums,
+    transitive_closure,
+    tree_levels,
     validate_tree,
 )
 
@@ -296,66 +300,122 @@ def test_dasgupta_rejects_bad_input():
         dasgupta_cost(BINARY, np.array([0]), np.array([1]), np.array([np.inf]))
 
 
-# --------------------------------------------------------------------------- baselines
+# --- transitive closure ---------------------------------------------------------------
 
 
-def test_linkage_to_parent_gives_a_valid_tree():
-    rng = np.random.default_rng(6)
-    for n in (1, 2, 3, 17):
-        Z = linkage(rng.normal(size=(n, 3)), "average") if n > 1 else np.zeros((0, 4))
-        parent = linkage_to_parent(Z)
-        assert parent.shape == (2 * n - 1,)
-        assert validate_tree(parent) == 2 * n - 2
-        assert np.flatnonzero(leaf_mask(parent)).tolist() == list(range(n))
-        if n > 1:
-            assert (np.bincount(parent[parent >= 0])[n:] == 2).all()
+def test_closure_small_forest():
+    #   0        5
+    #  / \\      |
+    # 1   2     6
+    #     |
+    #     3 - 4
+    parent = np.array([-1, 0, 0, 2, 3, -1, 5])
+    got = {tuple(r) for r in transitive_closure(parent).tolist()}
+    want = {(1, 0), (2, 0), (3, 2), (3, 0), (4, 3), (4, 2), (4, 0), (6, 5)}
+    assert got == want
+    out = transitive_closure(parent)
+    assert out.dtype == np.int64 and out.shape == (8, 2)
+
+
+def test_closure_matches_depth_sum():
+    parent = np.repeat(np.arange(-1, 13), [1] + [3] * 13)  # balanced, branching 3, depth 3
+    rel = transitive_closure(parent)
+    assert rel.shape[0] == 3 * 1 + 9 * 2 + 27 * 3
+    assert len({tuple(r) for r in rel.tolist()}) == rel.shape[0]
 
 
 @pytest.mark.parametrize(
-    "Z, words",
-    [
-        (np.zeros((2, 3)), "shape"),
-        (np.array([[0.0, 1.0, 0.1, 2], [0.0, 2.0, 0.2, 3]]), "twice"),
-        (np.array([[0.0, 3.0, 0.1, 2], [1.0, 2.0, 0.2, 3]]), "outside"),
-        (np.array([[0.5, 1.0, 0.1, 2], [2.0, 3.0, 0.2, 3]]), "integral"),
-    ],
+    "parent", [np.array([1, 2, 0]), np.array([-1, 2, 1]), np.array([0]), np.array([-1, 3, 1, 2])]
 )
-def test_linkage_to_parent_rejects(Z, words):
-    with pytest.raises(MashError, match=words):
-        linkage_to_parent(Z)
+def test_closure_cycle_raises(parent):
+    with pytest.raises(MashError, match="cycle"):
+        transitive_closure(parent)
 
 
-def test_linkage_tree_separates_clear_clusters():
-    rng = np.random.default_rng(7)
-    centres = np.eye(6)[:4] * 10
-    labels = np.repeat(np.arange(4), 15)
-    x = centres[labels] + rng.normal(scale=0.3, size=(60, 6))
-    for method in LINKAGE_METHODS:
-        parent = linkage_tree(x, method=method)
-        assert parent.shape == (119,)
-        assert dendrogram_purity(parent, np.arange(60), labels) == 1.0
-    assert (
-        dendrogram_purity(linkage_tree(x, "average", metric="euclidean"), np.arange(60), labels)
-        == 1.0
-    )
+def test_closure_out_of_range_raises():
+    with pytest.raises(MashError, match="out of range"):
+        transitive_closure(np.array([-1, 5]))
 
 
-def test_linkage_tree_ward_is_euclidean_on_unit_rows():
-    x = np.random.default_rng(8).normal(size=(40, 5))
-    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
-    expected = linkage_to_parent(linkage(pdist(unit), "ward"))
-    assert (linkage_tree(x, "ward") == expected).all()
-    expected = linkage_to_parent(linkage(pdist(x, "cosine"), "average"))
-    assert (linkage_tree(x, "average") == expected).all()
+def test_forest_validation():
+    assert check_parent(np.array([-1, 0, -1, 2]), forest=True).tolist() == [-1, 0, -1, 2]
+    assert check_parent(np.zeros(0, dtype=float), forest=True).shape == (0,)
+    assert depths(np.array([-1, 0, -1, 2, 3]), forest=True).tolist() == [0, 1, 0, 1, 2]
+    with pytest.raises(MashError, match="exactly one root"):
+        check_parent(np.array([-1, 0, -1]))
+    with pytest.raises(MashError, match="cycle"):
+        check_parent(np.array([-1, 2, 1]), forest=True)
 
 
-def test_linkage_tree_errors():
-    x = np.random.default_rng(9).normal(size=(5, 3))
-    with pytest.raises(MashError, match="average.*complete.*single.*ward"):
-        linkage_tree(x, method="centroid")
-    with pytest.raises(MashError, match="ward"):
-        linkage_tree(x, method="ward", metric="euclidean")
-    x[2] = 0.0
-    with pytest.raises(MashError, match="row 2"):
-        linkage_tree(x)
-    assert linkage_tree(np.ones((1, 3))).tolist() == [-1]
+# --------------------------------------------------------------------------- networkx agreement
+
+
+def as_digraph(parent: np.ndarray) -> nx.DiGraph:
+    """Edges parent -> child, children added in ascending order (networkx visits them so)."""
+    g = nx.DiGraph()
+    g.add_nodes_from(range(parent.shape[0]))
+    g.add_edges_from((int(parent[x]), x) for x in range(parent.shape[0]) if parent[x] >= 0)
+    return g
+
+
+def random_forest(n: int, rng: np.random.Generator) -> np.ndarray:
+    parent = np.full(n, -1)
+    perm = rng.permutation(n)
+    for k in range(1, n):
+        if rng.random() < 0.85:
+            parent[perm[k]] = perm[rng.integers(0, k)]
+    return parent
+
+
+def test_vectorised_versions_match_networkx_on_random_trees():
+    rng = np.random.default_rng(5)
+    for parent in random_trees(5):
+        n = parent.shape[0]
+        g = as_digraph(parent)
+        root = validate_tree(parent)
+        assert nx.is_arborescence(g)
+        assert postorder(parent).tolist() == list(nx.dfs_postorder_nodes(g, root))
+        assert breadth_first(parent).tolist() == [root] + [v for _, v in nx.bfs_edges(g, root)]
+        levels = tree_levels(parent)
+        assert [sorted(lv.tolist()) for lv in levels] == [
+            sorted(lv) for lv in nx.bfs_layers(g, [root])
+        ]
+        assert depths(parent).tolist() == [nx.shortest_path_length(g, root, x) for x in range(n)]
+        leaves = leaf_mask(parent)
+        want_sizes = [sum(leaves[d] for d in nx.descendants(g, x) | {x}) for x in range(n)]
+        assert subtree_sums(parent, leaves).tolist() == want_sizes
+        pairs = [(int(a), int(b)) for a, b in rng.integers(0, n, (40, 2))]
+        want = dict(nx.tree_all_pairs_lowest_common_ancestor(g, root, pairs))
+        i, j = np.array(pairs).T
+        assert lca(parent, i, j).tolist() == [want[p] for p in pairs]
+
+
+def test_closure_matches_networkx_on_random_forests():
+    rng = np.random.default_rng(6)
+    for _ in range(20):
+        parent = random_forest(int(rng.integers(1, 40)), rng)
+        assert not nx.is_arborescence(as_digraph(parent)) or (parent == -1).sum() == 1
+        got = transitive_closure(parent)
+        closure = nx.transitive_closure_dag(as_digraph(parent))
+        assert sorted(map(tuple, got.tolist())) == sorted((v, u) for u, v in closure.edges)
+        # sorted by node, then nearest ancestor first
+        d = depths(parent, forest=True)
+        assert (np.diff(got[:, 0]) >= 0).all()
+        same = np.diff(got[:, 0]) == 0
+        assert (np.diff(d[got[:, 1]])[same] < 0).all()
+
+
+def test_non_trees_rejected_like_networkx():
+    for parent in [np.array([-1, 2, 1]), np.array([-1, -1, 0]), np.array([1, 0])]:
+        assert not nx.is_arborescence(as_digraph(parent))
+        with pytest.raises(MashError):
+            validate_tree(parent)
+
+
+def test_euler_tour_intervals_are_subtrees():
+    for parent in random_trees(7):
+        tour = euler_tour(parent)
+        g = as_digraph(parent)
+        for x in range(parent.shape[0]):
+            inside = (tour.tin >= tour.tin[x]) & (tour.tin <= tour.tout[x])
+            assert set(np.flatnonzero(inside).tolist()) == nx.descendants(g, x) | {x}

@@ -1,5 +1,7 @@
 """Reconstruction quality of an embedded hierarchy: mean rank and mean average precision.
 
+Benchmark code (``bench/_reconstruction.py``), not part of the mash package.
+
 As ``eval_reconstruction`` of facebookresearch/poincare-embeddings: every query node
 ``u`` with at least one neighbour (here, its ancestors in ``relations``) is compared with
 every other node. The rank of a neighbour ``v`` is one plus the number of non-neighbours
@@ -72,7 +74,7 @@ def reconstruction_metrics(
         Embedding of all nodes (inside the unit ball for ``"poincare"``).
     relations : np.ndarray, shape (E, 2), int
         ``(node, neighbour)`` pairs, e.g. ``(child, ancestor)`` from
-        :func:`mash.hyperbolic.poincare.transitive_closure`; duplicates are ignored.
+        :func:`mash.trees.transitive_closure`; duplicates are ignored.
     geometry : {"poincare", "euclidean"}
         Distance used for ranking.
     nodes : np.ndarray, shape (q,), int, optional

@@ -1,4 +1,9 @@
-"""Poincaré embeddings of a hierarchy (Nickel & Kiela, 2017), trained with geoopt.
+"""Poincaré embeddings of a known hierarchy (Nickel & Kiela, 2017), trained with geoopt.
+
+Benchmark code (``bench/_reconstruction.py``), not part of the mash package: the
+library's hierarchy embedding is :mod:`mash.hyperbolic.embed`, which shares the loss
+(:func:`mash.hyperbolic.embed.ranking_loss`) and the closed-form distance
+(:func:`mash.hyperbolic.geometry.dist_from_parts`) with this module.
 
 The hierarchy is a forest given by a parent array. Its transitive closure gives the
 training relations ``(child, ancestor)``; each relation ``(u, v)`` is scored against
@@ -36,7 +41,9 @@ import torch
 
 from mash._rng import isolated_torch_rng
 from mash.errors import MashError
+from mash.hyperbolic.geometry import curvature, dist_from_parts
 from mash.progress import bar
+from mash.trees import check_parent, depths
 
 __all__ = [
     "GEOMETRIES",
@@ -44,9 +51,7 @@ __all__ = [
     "fit_ranking",
     "make_manifold",
     "pair_keys",
-    "ranking_loss",
     "sample_negatives",
-    "transitive_closure",
     "tree_init",
 ]
 
@@ -73,63 +78,6 @@ def make_manifold(geometry: str) -> geoopt.manifolds.Manifold:
         raise MashError(
             f"unknown geometry {geometry!r}; valid names: {', '.join(sorted(GEOMETRIES))}"
         ) from None
-
-
-def transitive_closure(parent: np.ndarray) -> np.ndarray:
-    """Every ``(node, proper ancestor)`` pair of a forest.
-
-    Parameters
-    ----------
-    parent : np.ndarray, shape (n,), int
-        ``parent[i]`` is the parent of node ``i``, or ``-1`` for a root.
-
-    Returns
-    -------
-    np.ndarray, shape (E, 2), int64
-        Rows ``[node, ancestor]``, sorted by node then by distance (parent first).
-        ``E`` is the sum of the node depths.
-
-    Raises
-    ------
-    MashError
-        If a parent index is out of range or the parent links contain a cycle.
-
-    Examples
-    --------
-    >>> transitive_closure(np.array([-1, 0, 1])).tolist()
-    [[1, 0], [2, 1], [2, 0]]
-    """
-    parent = np.asarray(parent)
-    if parent.ndim != 1:
-        raise MashError(f"parent must be a 1-d array, got shape {parent.shape}")
-    if parent.size and not np.issubdtype(parent.dtype, np.integer):
-        raise MashError(f"parent must hold integers, got dtype {parent.dtype}")
-    parent = parent.astype(np.int64)
-    n = parent.size
-    bad = (parent < -1) | (parent >= n)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise MashError(f"parent[{i}] = {parent[i]} is out of range [-1, {n})")
-    nodes = np.arange(n, dtype=np.int64)
-    anc = parent.copy()
-    pairs_node, pairs_anc = [], []
-    # Walk all nodes up one level at a time: level k gives the k-th ancestor. A forest is
-    # at most n levels deep, so still-active walks after n levels mean a cycle.
-    for _ in range(n + 1):
-        keep = anc >= 0
-        if not keep.any():
-            break
-        nodes, anc = nodes[keep], anc[keep]
-        pairs_node.append(nodes)
-        pairs_anc.append(anc)
-        anc = parent[anc]
-    else:
-        raise MashError(f"parent links contain a cycle through node {int(nodes[0])}")
-    if not pairs_node:
-        return np.zeros((0, 2), dtype=np.int64)
-    depth_rank = np.concatenate([np.full(p.size, k) for k, p in enumerate(pairs_node)])
-    out = np.stack([np.concatenate(pairs_node), np.concatenate(pairs_anc)], axis=1)
-    return out[np.lexsort((depth_rank, out[:, 0]))]
 
 
 def tree_init(
@@ -176,7 +124,7 @@ def tree_init(
     Raises
     ------
     MashError
-        On an invalid parent array (see :func:`transitive_closure`), ``dim < 2``,
+        On an invalid parent array (see :func:`mash.trees.check_parent`), ``dim < 2``,
         non-positive ``step`` or ``spread``, or a negative ``root_radius``.
 
     Examples
@@ -192,10 +140,9 @@ def tree_init(
         raise MashError(
             f"step and spread must be > 0 and root_radius >= 0, got {step}, {spread}, {root_radius}"
         )
-    parent = np.asarray(parent)
-    closure = transitive_closure(parent)
+    parent = check_parent(parent, forest=True)
     n = parent.size
-    depth = np.bincount(closure[:, 0], minlength=n) if closure.size else np.zeros(n, np.int64)
+    depth = depths(parent, forest=True)
     rng = np.random.default_rng(seed)
     directions = np.zeros((n, int(dim)))
     for k in range(int(depth.max(initial=0)) + 1):
@@ -213,87 +160,6 @@ def tree_init(
     return directions * norm[:, None]
 
 
-def _curvature(manifold: geoopt.manifolds.Manifold) -> torch.Tensor | None:
-    """``c = -k`` of a Poincaré ball, ``0`` for flat space, ``None`` for anything else."""
-    if isinstance(manifold, geoopt.PoincareBall):
-        return -manifold.k
-    if isinstance(manifold, geoopt.Euclidean) and manifold.ndim == 1:
-        return torch.zeros(())
-    return None
-
-
-def _dist_from_parts(
-    x2: torch.Tensor, t2: torch.Tensor, d2: torch.Tensor, c: torch.Tensor
-) -> torch.Tensor:
-    """Distances from squared norms ``x2`` (B, 1), ``t2`` (B, T) and ``d2 = |x - t|^2``.
-
-    With ``c > 0`` the Poincaré distance of curvature ``-c``,
-    ``arcosh(1 + 2c|x - t|^2 / ((1 - c|x|^2)(1 - c|t|^2))) / sqrt(c)``, evaluated as
-    ``log1p(z + sqrt(z (z + 2)))`` for accuracy near zero; with ``c == 0`` the Euclidean
-    distance. Shapes broadcast; the result has the shape of ``d2``. Squared distances
-    below machine epsilon are clamped (zero gradient there instead of an infinite one).
-    """
-    eps = torch.finfo(d2.dtype).eps
-    if float(c) == 0.0:
-        return d2.clamp_min(eps * eps).sqrt()
-    c = c.to(d2.dtype)
-    z = (2.0 * c * d2 / ((1.0 - c * x2) * (1.0 - c * t2))).clamp_min(eps)
-    return torch.log1p(z + (z * (z + 2.0)).sqrt()) / c.sqrt()
-
-
-def _loss_from_dist(dist: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of ``logsumexp(-dist) + dist[:, 0]``; column 0 is the positive."""
-    return (torch.logsumexp(-dist, dim=-1) + dist[:, 0]).mean()
-
-
-def ranking_loss(
-    manifold: geoopt.manifolds.Manifold,
-    u: torch.Tensor,
-    v: torch.Tensor,
-    negatives: torch.Tensor,
-) -> torch.Tensor:
-    """Nickel–Kiela softmax ranking loss, averaged over the batch.
-
-    .. math::
-
-        \\frac{1}{B}\\sum_{b} \\Big[\\log\\big(e^{-d(u_b, v_b)}
-        + \\sum_k e^{-d(u_b, n_{bk})}\\big) + d(u_b, v_b)\\Big]
-
-    computed with ``logsumexp``. ``d`` is ``manifold.dist``; for
-    :class:`geoopt.PoincareBall` and ``geoopt.Euclidean(ndim=1)`` it is evaluated in
-    closed form, ``arcosh(1 + 2|x - y|^2 / ((1 - |x|^2)(1 - |y|^2)))`` (the same values
-    as ``manifold.dist`` to rounding; measured 3.4x faster with its gradient at
-    B=4096, K=50, d=10, since no ``(B, K, d)`` Möbius addition is formed); any other
-    manifold uses ``manifold.dist``.
-
-    Parameters
-    ----------
-    manifold : geoopt.manifolds.Manifold
-        Gives the distance, e.g. ``geoopt.PoincareBall()`` or ``geoopt.Euclidean(ndim=1)``.
-    u : torch.Tensor, shape (B, d)
-        Query points (children).
-    v : torch.Tensor, shape (B, d)
-        Positive points (ancestors).
-    negatives : torch.Tensor, shape (B, K, d)
-        Negative points for each query.
-
-    Returns
-    -------
-    torch.Tensor, shape ()
-        The mean loss.
-    """
-    targets = torch.cat([v.unsqueeze(-2), negatives], dim=-2)  # (B, 1 + K, d)
-    c = _curvature(manifold)
-    if c is None:
-        dist = manifold.dist(u.unsqueeze(-2), targets)
-    else:
-        x2 = (u * u).sum(-1, keepdim=True)
-        t2 = (targets * targets).sum(-1)
-        d2 = (targets - u.unsqueeze(-2)).pow(2).sum(-1)  # no cancellation, any dtype
-        dist = _dist_from_parts(x2, t2, d2, c)
-    return _loss_from_dist(dist)
-
-
 def _grouped_loss(
     points: torch.Tensor,
     u: torch.Tensor,
@@ -301,7 +167,7 @@ def _grouped_loss(
     n_pos: int,
     c: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed :func:`ranking_loss` of all relations of a batch of query nodes.
+    """Summed :func:`mash.hyperbolic.embed.ranking_loss` of all relations of a batch of query nodes.
 
     ``u`` (b,) are query nodes, ``targets`` (b, D + K) their ``D`` positives (``-1`` is
     padding) then ``K`` negatives, shared by the relations of one node. The loss of
@@ -318,7 +184,7 @@ def _grouped_loss(
     # |x - y|^2 expanded: no (b, T, d) difference tensor; in float64 and with geoopt's
     # float64 boundary (|x| <= 1 - 1e-5) the cancellation error stays below 1e-4 relative
     d2 = x2 + t2 - 2.0 * torch.einsum("btd,bd->bt", y, x)
-    dist = _dist_from_parts(x2, t2, d2, c)
+    dist = dist_from_parts(x2, t2, d2, c)
     lse_neg = torch.logsumexp(-dist[:, n_pos:], dim=-1, keepdim=True)
     per_rel = torch.nn.functional.softplus(dist[:, :n_pos] + lse_neg)
     return (per_rel * valid).sum(), valid.sum()
@@ -541,7 +407,7 @@ def fit_ranking(
     Each epoch visits every relation once, in batches of query nodes in a random order:
     a node ``u`` comes with all its positives ``v`` and ``n_negatives`` fresh negatives
     (:func:`sample_negatives`), shared by the relations of ``u`` in that batch, and each
-    relation contributes its :func:`ranking_loss` term
+    relation contributes its :func:`mash.hyperbolic.embed.ranking_loss` term
     ``-log(e^{-d(u,v)} / (e^{-d(u,v)} + sum_k e^{-d(u,n_k)}))``. Sharing the negatives of a
     node across its ``~depth`` relations keeps every relation's expected loss and cuts the
     distance computations about fivefold on ICD-10-CM.
@@ -562,7 +428,7 @@ def fit_ranking(
     Parameters
     ----------
     relations : np.ndarray, shape (E, 2), int
-        ``(child, ancestor)`` pairs, e.g. from :func:`transitive_closure`.
+        ``(child, ancestor)`` pairs, e.g. from :func:`mash.trees.transitive_closure`.
     n_nodes : int
         Number of nodes; ids are ``0 .. n_nodes - 1``.
     dim : int
@@ -616,7 +482,8 @@ def fit_ranking(
 
     Notes
     -----
-    The defaults were chosen by measurement (MAP from :func:`reconstruction_metrics`),
+    The defaults were chosen by measurement (MAP from
+    :func:`_reconstruction_metrics.reconstruction_metrics`),
     first on an 11.6k-node ICD-10-CM subset, then on all of ICD-10-CM (98.5k nodes,
     487k relations, dim 10):
 
@@ -638,6 +505,7 @@ def fit_ranking(
 
     Examples
     --------
+    >>> from mash.trees import transitive_closure
     >>> rel = transitive_closure(np.array([-1, 0, 0, 1, 1, 2, 2]))
     >>> fit = fit_ranking(rel, 7, dim=2, epochs=5, burn_in=1)
     >>> fit.points.shape, bool((np.linalg.norm(fit.points, axis=1) < 1).all())
@@ -686,7 +554,7 @@ def fit_ranking(
                 raise MashError("init has points outside the open unit ball")
         points = geoopt.ManifoldParameter(manifold.projx(start), manifold=manifold)
         opt = geoopt.optim.RiemannianAdam([points], lr=lr, stabilize=None)
-        c = _curvature(manifold)
+        c = curvature(manifold)
         nodes, positives = _positives_by_node(r)
         n_pos = positives.shape[1]
         n_rel = r.shape[0]

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from mash.errors import MashInputError
+from mash.trees import depths, transitive_closure
 
 BUILTIN_SOURCES = ("parents", "icd10cm", "ccs")
 
@@ -94,20 +95,15 @@ class LabelForest:
         -------
         ndarray, shape (n_concepts, max_depth)
         """
-        depth = np.zeros(self.n_labels, dtype=np.int64)
-        chains: list[list[int]] = []
-        for node in range(self.n_labels):
-            chain = [node]
-            while self.parent[chain[-1]] >= 0:
-                chain.append(int(self.parent[chain[-1]]))
-            chains.append(chain[::-1])
-            depth[node] = len(chain)
-        width = int(depth.max()) if self.n_labels else 1
-        out = np.full((len(self.concept_label), max(width, 1)), -1, dtype=np.int64)
-        for i, lab in enumerate(self.concept_label):
-            if lab >= 0:
-                chain = chains[lab]
-                out[i, : len(chain)] = chain
+        depth = depths(self.parent, forest=True)  # a group sits in column depth[g]
+        width = int(depth.max()) + 1 if self.n_labels else 1
+        paths = np.full((self.n_labels, width), -1, dtype=np.int64)
+        paths[np.arange(self.n_labels), depth] = np.arange(self.n_labels)
+        closure = transitive_closure(self.parent)  # (group, ancestor) rows
+        paths[closure[:, 0], depth[closure[:, 1]]] = closure[:, 1]
+        out = np.full((len(self.concept_label), width), -1, dtype=np.int64)
+        labelled = np.flatnonzero(np.asarray(self.concept_label) >= 0)
+        out[labelled] = paths[np.asarray(self.concept_label)[labelled]]
         return out
 
 

@@ -1,10 +1,13 @@
 """Agglomerative-clustering baselines for hierarchies, as parent arrays.
 
-The trees these functions return use the representation of :mod:`mash.hyperbolic.treemetrics`
+Benchmark code (``bench/hierarchy.py``), not part of the mash package (mash decodes its
+own trees with :func:`mash.hyperbolic.decode.linkage_lca`).
+
+The trees these functions return use the representation of :mod:`mash.trees`
 (``parent[root] == -1``), with the ``n`` input rows as leaves ``0..n-1``, merge ``k`` as node
 ``n + k`` and the root at ``2n - 2``, so they can be scored with
-:func:`~mash.hyperbolic.treemetrics.dendrogram_purity` and
-:func:`~mash.hyperbolic.treemetrics.dasgupta_cost` next to decoded hyperbolic trees.
+:func:`mash.metrics.dendrogram_purity` and :func:`mash.metrics.dasgupta_cost` next to
+decoded hyperbolic trees.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from scipy.cluster.hierarchy import linkage
 from scipy.spatial.distance import pdist
 
 from mash.errors import MashError
-from mash.hyperbolic.treemetrics import validate_tree
+from mash.trees import validate_tree
 
 __all__ = ["LINKAGE_METHODS", "linkage_to_parent", "linkage_tree"]
 
