@@ -1,4 +1,8 @@
-"""Typed configurations of the sequence models and their training."""
+"""Typed configurations of the sequence models and their training, and their names.
+
+This module imports nothing heavy (no torch, no NumPy), so that the command line can
+show these defaults and choices without loading the models.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,40 @@ from typing import Any
 
 from mash.errors import MashInputError
 
-__all__ = ["FinetuneConfig", "ModelConfig", "PretrainConfig", "from_dict", "MODEL_NAMES", "TRANSFORMERS"]
+__all__ = [
+    "DEFAULT_DEVICE",
+    "DEFAULT_FOLDS",
+    "DEFAULT_MIN_COUNT",
+    "DEFAULT_TASK",
+    "FinetuneConfig",
+    "MODEL_NAMES",
+    "ModelConfig",
+    "PretrainConfig",
+    "TASKS",
+    "TASK_CHOICES",
+    "TRANSFORMERS",
+    "defaults",
+    "from_dict",
+]
 
 MODEL_NAMES = ("time_aware", "transformer", "lstm", "retain", "dipole", "tlstm", "hitanet")
 #: The models that have ``layers`` and ``heads``; the baselines have neither.
 TRANSFORMERS = ("time_aware", "transformer")
+#: What a fine-tuned head predicts: 0/1 labels (logits) or a standardised number.
+TASKS = ("classification", "regression")
+#: ``finetune_site``'s ``task``: one of :data:`TASKS`, or ``auto`` (inferred from the labels).
+TASK_CHOICES = ("auto", *TASKS)
+
+#: The device of every loop unless told: ``auto`` is a GPU when present, else the CPU.
+DEFAULT_DEVICE = "auto"
+
+# Defaults of mash.models.pipeline's run options that are not configuration fields.
+#: ``pretrain_sites(min_count=...)``: 1 keeps every concept (no back-off to an ancestor).
+DEFAULT_MIN_COUNT = 1
+#: ``finetune_site(task=...)``.
+DEFAULT_TASK = "auto"
+#: ``finetune_site(folds=...)``: k of the k-fold cross-validation.
+DEFAULT_FOLDS = 5
 
 
 def _check_int(owner: str, name: str, value: Any, low: int = 1) -> None:
@@ -129,6 +162,19 @@ class FinetuneConfig:
         _check_int("FinetuneConfig", "seed", self.seed, 0)
         _check_float("FinetuneConfig", "lr", self.lr, 0.0, 10.0, open_low=True)
         _check_float("FinetuneConfig", "weight_decay", self.weight_decay, 0.0, 10.0)
+
+
+def defaults(cls: type) -> dict[str, Any]:
+    """The default of every field of config dataclass ``cls``, by name.
+
+    Examples
+    --------
+    >>> defaults(FinetuneConfig)["patience"]
+    5
+    >>> defaults(ModelConfig)["model"]
+    'time_aware'
+    """
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
 
 
 def from_dict(cls: type, values: dict[str, Any]) -> Any:

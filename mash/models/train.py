@@ -21,7 +21,13 @@ from mash._rng import isolated_torch_rng
 from mash.errors import MashError
 from mash.models.base import SequenceEncoder
 from mash.models.batch import VisitBatch, collate
-from mash.models.config import FinetuneConfig, ModelConfig, PretrainConfig
+from mash.models.config import (
+    DEFAULT_DEVICE,
+    TASKS,
+    FinetuneConfig,
+    ModelConfig,
+    PretrainConfig,
+)
 from mash.models.pretraining import Pretrainer
 from mash.progress import bar
 from mash.sequences import Sequences
@@ -38,12 +44,9 @@ __all__ = [
     "pretrain",
 ]
 
-TASKS = ("classification", "regression")
-
-
 def pick_device(device: str | None = None) -> torch.device:
     """``"auto"``/None → CUDA when available, else CPU; otherwise ``torch.device(device)``."""
-    if device in (None, "auto"):
+    if device in (None, DEFAULT_DEVICE):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
