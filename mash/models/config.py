@@ -64,6 +64,15 @@ def _check_float(owner: str, name: str, value: Any, low: float, high: float, *, 
         raise MashInputError(f"{owner}.{name} must be a number in {lo}{low}, {high}{hi}, got {value!r}")
 
 
+def _check_optimiser(owner: str, config: Any, counts: tuple[str, ...]) -> None:
+    """The checks every training configuration shares: positive ``counts``, seed, lr, decay."""
+    for name in counts:
+        _check_int(owner, name, getattr(config, name))
+    _check_int(owner, "seed", config.seed, 0)
+    _check_float(owner, "lr", config.lr, 0.0, 10.0, open_low=True)
+    _check_float(owner, "weight_decay", config.weight_decay, 0.0, 10.0)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Which encoder and its size.
@@ -130,11 +139,7 @@ class PretrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            _check_int("PretrainConfig", name, getattr(self, name))
-        _check_int("PretrainConfig", "seed", self.seed, 0)
-        _check_float("PretrainConfig", "lr", self.lr, 0.0, 10.0, open_low=True)
-        _check_float("PretrainConfig", "weight_decay", self.weight_decay, 0.0, 10.0)
+        _check_optimiser("PretrainConfig", self, ("epochs", "batch_size"))
         for name in ("pair_share", "mask_share", "alter_share_records", "alter_share_visits"):
             _check_float("PretrainConfig", name, getattr(self, name), 0.0, 1.0)
         if len(self.weights) != 3:
@@ -157,11 +162,7 @@ class FinetuneConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "patience"):
-            _check_int("FinetuneConfig", name, getattr(self, name))
-        _check_int("FinetuneConfig", "seed", self.seed, 0)
-        _check_float("FinetuneConfig", "lr", self.lr, 0.0, 10.0, open_low=True)
-        _check_float("FinetuneConfig", "weight_decay", self.weight_decay, 0.0, 10.0)
+        _check_optimiser("FinetuneConfig", self, ("epochs", "batch_size", "patience"))
 
 
 def defaults(cls: type) -> dict[str, Any]:
