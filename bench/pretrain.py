@@ -51,7 +51,15 @@ import mash
 from mash.align.result import Alignment
 from mash.hyperbolic.build import build_hierarchy
 from mash.hyperbolic.hierarchy import Hierarchy
-from mash.models.config import FinetuneConfig, ModelConfig, PretrainConfig
+from mash.models.config import (
+    DEFAULT_DEVICE,
+    DEFAULT_FOLDS,
+    MODEL_NAMES,
+    FinetuneConfig,
+    ModelConfig,
+    PretrainConfig,
+    defaults,
+)
 from mash.models.experiment import evaluate
 from mash.models.outcomes import Labelled, attach_outcomes, cut_at_index, read_outcomes
 from mash.models.registry import make_encoder
@@ -62,7 +70,7 @@ from mash.vocab import Vocabulary
 
 OUT = Path(__file__).resolve().parent / "out"
 TIME_AWARE, RANDOM_TABLE = "time-aware", "time-aware, random table"
-BASELINES = ("transformer", "lstm", "retain", "dipole", "tlstm", "hitanet")
+BASELINES = tuple(name for name in MODEL_NAMES if name != ModelConfig.model)
 
 
 def prepare(
@@ -151,19 +159,22 @@ def fmt(summary: dict, key: str) -> str:
 
 
 def main() -> None:
+    model_d, pre_d, ft_d = defaults(ModelConfig), defaults(PretrainConfig), defaults(FinetuneConfig)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--patients", type=int, default=4000, help="patients per site")
     ap.add_argument("--conditions", type=int, default=800)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=ft_d["seed"])
     ap.add_argument("--visit-rate", type=float, default=None,
                     help="simulator visit_rate (mean visits after the first; default the simulator's 4)")
-    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--folds", type=int, default=DEFAULT_FOLDS)
     ap.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs (early stopping)")
     ap.add_argument("--patience", type=int, default=3)
-    ap.add_argument("--pretrain-epochs", type=int, default=10)
-    ap.add_argument("--dim", type=int, default=64)
-    ap.add_argument("--code-weight", type=float, default=0.0, help="weight of the masked-code pretraining task")
-    ap.add_argument("--time-init", type=float, default=0.0, help="initial w_h of the time-aware heads")
+    ap.add_argument("--pretrain-epochs", type=int, default=pre_d["epochs"])
+    ap.add_argument("--dim", type=int, default=model_d["dim"])
+    ap.add_argument("--code-weight", type=float, default=pre_d["code_weight"],
+                    help="weight of the masked-code pretraining task")
+    ap.add_argument("--time-init", type=float, default=model_d["time_init"],
+                    help="initial w_h of the time-aware heads")
     ap.add_argument("--no-time-embedding", action="store_true", help="time-aware model without the time embedding")
     ap.add_argument("--small", type=int, default=500, help="the few-labels setting (labelled patients)")
     ap.add_argument("--targets", default="onset,event", help="binary targets, comma-separated")
@@ -172,7 +183,7 @@ def main() -> None:
     ap.add_argument("--skip-regression", action="store_true")
     ap.add_argument("--skip-init-ablation", action="store_true",
                     help="skip the arms whose code table starts random instead of from the hierarchy")
-    ap.add_argument("--device", default="auto")
+    ap.add_argument("--device", default=DEFAULT_DEVICE)
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))

@@ -15,6 +15,19 @@ from typing import Any
 
 from mash._version import __version__
 from mash.errors import MashError, MashInputError
+from mash.models.config import (
+    DEFAULT_DEVICE,
+    DEFAULT_FOLDS,
+    DEFAULT_MIN_COUNT,
+    DEFAULT_TASK,
+    MODEL_NAMES,
+    TASK_CHOICES,
+    TRANSFORMERS,
+    FinetuneConfig,
+    ModelConfig,
+    PretrainConfig,
+    defaults,
+)
 
 
 def _positive_int(text: str) -> int:
@@ -38,10 +51,12 @@ def _count_or_all(text: str) -> int | str:
 def _defaults(module: str, name: str) -> dict[str, Any]:
     """The literal defaults of dataclass or function ``name`` of ``module``.
 
-    Read from the module's source with :mod:`ast` rather than by importing it: the
-    options show the library's own defaults without ``mash --help`` loading torch
-    (which would take seconds). tests/test_cli_help.py checks them against the imported
-    objects.
+    Read from the module's source with :mod:`ast` rather than by importing it, for the
+    configurations that live beside their heavy code (``mash.align.pipeline`` and
+    ``mash.hyperbolic.build`` import torch, ``mash.synth`` pandas): the options show the
+    library's own defaults without ``mash --help`` loading them (which would take
+    seconds). The models' configurations are imported instead (:mod:`mash.models.config`
+    is light). tests/test_cli_help.py checks these against the imported objects.
     """
     spec = importlib.util.find_spec(module)
     tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
@@ -146,8 +161,6 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--quiet", action="store_true", help=quiet_help)
 
     def model_options(q: argparse.ArgumentParser) -> None:
-        from mash.models.config import MODEL_NAMES, ModelConfig
-
         d = ModelConfig()
         g = q.add_argument_group("model options")
         g.add_argument("--model", default=d.model, choices=list(MODEL_NAMES),
@@ -164,19 +177,18 @@ def _parser() -> argparse.ArgumentParser:
                        help="codes kept per visit (default: %(default)s)")
         g.add_argument("--no-init", action="store_true", help="random code vectors instead of the hierarchy's")
 
-    def train_options(q: argparse.ArgumentParser, config: str) -> None:
-        d = _defaults("mash.models.config", config)
+    def train_options(q: argparse.ArgumentParser, config: type) -> None:
+        d = defaults(config)
         g = q.add_argument_group("training options")
         g.add_argument("--epochs", type=_positive_int, default=d["epochs"], help="training epochs (default: %(default)s)")
         g.add_argument("--batch-size", type=_positive_int, default=d["batch_size"],
                        help="patients per batch (default: %(default)s)")
         g.add_argument("--lr", type=float, default=d["lr"], help="learning rate of AdamW (default: %(default)s)")
         g.add_argument("--seed", type=int, default=d["seed"], help="seed of every random step (default: %(default)s)")
-        g.add_argument("--device", default="auto",
+        g.add_argument("--device", default=DEFAULT_DEVICE,
                        help="auto (a GPU when present), cpu, cuda, cuda:1, ... (default: %(default)s)")
         g.add_argument("--quiet", action="store_true", help=quiet_help)
 
-    d = _defaults("mash.models.pipeline", "pretrain_sites")
     pt = sub.add_parser("pretrain", help="pretrain the visit-sequence model on one or more sites",
                         description="Pretrain the visit-sequence model on the sites' records; requires "
                                     "--hierarchy and --out.")
@@ -185,7 +197,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="from mash build-hierarchy; its concepts are the shared vocabulary (required)")
     pt.add_argument("--out", required=True, type=Path, metavar="CHECKPOINT_DIR",
                     help="checkpoint directory to write (required)")
-    pt.add_argument("--min-count", type=_positive_int, default=d["min_count"], metavar="N",
+    pt.add_argument("--min-count", type=_positive_int, default=DEFAULT_MIN_COUNT, metavar="N",
                     help="back concepts seen fewer than N times off to their nearest frequent ancestor "
                          "(default: %(default)s)")
     pt.add_argument("--no-harmonize", action="store_true",
@@ -194,9 +206,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="cut each site's records at the index times of SITE_DIR/outcomes.csv, where "
                          "present, so that no outcome window enters pretraining")
     model_options(pt)
-    train_options(pt, "PretrainConfig")
+    train_options(pt, PretrainConfig)
 
-    d = {**_defaults("mash.models.config", "FinetuneConfig"), **_defaults("mash.models.pipeline", "finetune_site")}
     ft = sub.add_parser("finetune", help="fine-tune and evaluate on a site's outcome (k-fold by patient)",
                         description="Fine-tune and evaluate on one site's outcome with k-fold cross-validation "
                                     "by patient; requires --target, --out, and --checkpoint or --hierarchy "
@@ -211,19 +222,19 @@ def _parser() -> argparse.ArgumentParser:
                        help="without --checkpoint: train from scratch on this hierarchy's vocabulary; with it: "
                             "checked to give the checkpoint's vocabulary")
     ft.add_argument("--outcomes", type=Path, metavar="FILE", help="outcomes file (default: SITE_DIR/outcomes.csv)")
-    ft.add_argument("--task", choices=["auto", "classification", "regression"], default=d["task"],
+    ft.add_argument("--task", choices=list(TASK_CHOICES), default=DEFAULT_TASK,
                     help="classification (0/1 labels), regression, or auto: inferred from the labels "
                          "(default: %(default)s)")
-    ft.add_argument("--folds", type=int, default=d["folds"], metavar="K",
+    ft.add_argument("--folds", type=int, default=DEFAULT_FOLDS, metavar="K",
                     help="k-fold cross-validation; 0 = one 0.7/0.1/0.2 split (default: %(default)s)")
     ft.add_argument("--labels", type=float, default=None, metavar="N_OR_SHARE",
                     help="labelled patients used: a share in (0, 1) or a count (default: all)")
-    ft.add_argument("--patience", type=_positive_int, default=d["patience"],
+    ft.add_argument("--patience", type=_positive_int, default=defaults(FinetuneConfig)["patience"],
                     help="early-stopping patience in epochs (default: %(default)s)")
     ft.add_argument("--plot", type=Path, metavar="FILE.png",
                     help="2-D projection of test patients' representations coloured by outcome")
     model_options(ft)
-    train_options(ft, "FinetuneConfig")
+    train_options(ft, FinetuneConfig)
 
     d = {**_defaults("mash.synth.config", "SimulationConfig"), **_defaults("mash.synth.pipeline", "simulate")}
     s = sub.add_parser("simulate", help="write simulated ICD-9-CM / ICD-10-CM sites with GEM gold pairs",
@@ -355,8 +366,6 @@ def _cmd_build_hierarchy(args: argparse.Namespace) -> int:
 
 
 def _model_config(args: argparse.Namespace):  # noqa: ANN202
-    from mash.models.config import TRANSFORMERS, ModelConfig
-
     given = [f"--{n}" for n in ("layers", "heads") if getattr(args, n) is not None]
     if given and args.model not in TRANSFORMERS:
         raise MashInputError(f"{' and '.join(given)} apply to the Transformer models ({', '.join(TRANSFORMERS)}); "
@@ -367,7 +376,6 @@ def _model_config(args: argparse.Namespace):  # noqa: ANN202
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from mash.models.config import PretrainConfig
     from mash.models.pipeline import pretrain_sites
 
     m = pretrain_sites(
@@ -393,7 +401,6 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
-    from mash.models.config import FinetuneConfig
     from mash.models.pipeline import finetune_site
 
     labels = args.labels

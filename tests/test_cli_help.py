@@ -57,14 +57,33 @@ def _signature_defaults(func) -> dict:
 def test_defaults_read_from_source_are_the_imported_ones():
     from mash.align.pipeline import AlignConfig
     from mash.hyperbolic.build import HierarchyConfig
-    from mash.models.config import FinetuneConfig, PretrainConfig
-    from mash.models.pipeline import finetune_site, pretrain_sites
     from mash.synth import SimulationConfig, simulate
 
-    for cls in (AlignConfig, HierarchyConfig, PretrainConfig, FinetuneConfig, SimulationConfig):
+    for cls in (AlignConfig, HierarchyConfig, SimulationConfig):
         assert _defaults(cls.__module__, cls.__name__) == _config_defaults(cls), cls.__name__
-    for func in (pretrain_sites, finetune_site, simulate):
-        assert _defaults(func.__module__, func.__name__) == _signature_defaults(func), func.__name__
+    assert _defaults(simulate.__module__, simulate.__name__) == _signature_defaults(simulate)
+
+
+def test_model_defaults_and_choices_are_the_library_constants():
+    from mash.models import config
+    from mash.models.config import FinetuneConfig, ModelConfig, PretrainConfig
+    from mash.models.pipeline import finetune_site, pretrain_sites
+    from mash.models.registry import registry
+    from mash.models.train import pick_device
+
+    for cls in (ModelConfig, PretrainConfig, FinetuneConfig):
+        assert config.defaults(cls) == _config_defaults(cls), cls.__name__
+    assert _signature_defaults(pretrain_sites)["min_count"] == config.DEFAULT_MIN_COUNT
+    sig = _signature_defaults(finetune_site)
+    assert (sig["task"], sig["folds"]) == (config.DEFAULT_TASK, config.DEFAULT_FOLDS)
+    assert sorted(registry()) == sorted(config.MODEL_NAMES)
+    assert pick_device(config.DEFAULT_DEVICE) == pick_device(None)
+    subs = _subparsers(_parser())
+    for name in ("pretrain", "finetune"):
+        actions = {a.dest: a for a in subs[name]._actions}
+        assert tuple(actions["model"].choices) == config.MODEL_NAMES
+        assert actions["device"].default == config.DEFAULT_DEVICE
+    assert tuple({a.dest: a for a in subs["finetune"]._actions}["task"].choices) == config.TASK_CHOICES
 
 
 def test_cli_defaults_are_the_library_defaults():
@@ -108,12 +127,12 @@ def test_cli_defaults_are_the_library_defaults():
 
 
 def test_parser_does_not_import_torch():
-    """``mash --help`` stays instant: building the parser reads defaults without torch."""
-    proc = subprocess.run(
-        [sys.executable, "-c", "import sys; from mash.cli import _parser; _parser(); print('torch' in sys.modules)"],
-        capture_output=True, text=True,
-    )
-    assert proc.stdout.strip() == "False", proc.stderr
+    """``mash --help`` stays instant: building the parser reads defaults without torch
+    (nor NumPy, pandas or the models' modules)."""
+    heavy = ("torch", "numpy", "pandas", "mash.models.pipeline", "mash.models.train")
+    code = f"import sys; from mash.cli import _parser; _parser(); print([m for m in {heavy!r} if m in sys.modules])"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.strip() == "[]", proc.stderr
 
 
 @pytest.mark.parametrize(

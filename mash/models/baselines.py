@@ -190,10 +190,36 @@ def _check_positive(name: str, value: float) -> None:
         raise MashInputError(f"{name} must be > 0, got {value!r}")
 
 
+def _check_count(name: str, value: int) -> None:
+    if value < 1:
+        raise MashInputError(f"{name} must be >= 1, got {value!r}")
+
+
+class _Baseline(SequenceEncoder):
+    """A :class:`SequenceEncoder` with the baselines' output dropout ``self.dropout``.
+
+    Adds no parameters, so the weights (and their random initialisation) are those of
+    the subclass alone.
+    """
+
+    def __init__(
+        self, n_tokens: int, dim: int, *, init: np.ndarray | None = None, dropout: float = 0.1
+    ) -> None:
+        super().__init__(n_tokens, dim, init=init, dropout=dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def _with_last(
+        self, states: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Dropped-out states (B, V, dim) and the one at each last real visit (B, dim)."""
+        states = self.dropout(states)
+        return states, gather_last(states, lengths)
+
+
 # ----------------------------------------------------------------------------- models
 
 
-class LSTMEncoder(SequenceEncoder):
+class LSTMEncoder(_Baseline):
     """An LSTM over visit embeddings; the patient is the state at the last real visit.
 
     Parameters
@@ -236,13 +262,11 @@ class LSTMEncoder(SequenceEncoder):
         n_layers: int = 1,
     ) -> None:
         super().__init__(n_tokens, dim, init=init, dropout=dropout)
-        if n_layers < 1:
-            raise MashInputError(f"n_layers must be >= 1, got {n_layers!r}")
+        _check_count("n_layers", n_layers)
         self.lstm = nn.LSTM(
             dim, dim, num_layers=n_layers, batch_first=True,
             dropout=dropout if n_layers > 1 else 0.0,
         )
-        self.dropout = nn.Dropout(dropout)
 
     def encode_visits(
         self, batch: VisitBatch, visits: torch.Tensor | None = None
@@ -250,11 +274,10 @@ class LSTMEncoder(SequenceEncoder):
         """LSTM states per visit and the state at the last real visit; see the class."""
         x = _visits(self, batch, visits)
         states, _ = self.lstm(x)
-        states = self.dropout(states)
-        return states, gather_last(states, batch.lengths)
+        return self._with_last(states, batch.lengths)
 
 
-class RETAINEncoder(SequenceEncoder):
+class RETAINEncoder(_Baseline):
     r"""RETAIN: reverse-time attention at the visit and the variable level.
 
     For the prediction after visit :math:`i`, two GRUs read the visits backwards,
@@ -325,7 +348,6 @@ class RETAINEncoder(SequenceEncoder):
         self.gru_beta = nn.GRU(width, hidden, batch_first=True)
         self.w_alpha = nn.Linear(hidden, 1)
         self.w_beta = nn.Linear(hidden, dim)
-        self.dropout = nn.Dropout(dropout)
 
     def _inputs(
         self, batch: VisitBatch, visits: torch.Tensor | None
@@ -374,7 +396,7 @@ class RETAINEncoder(SequenceEncoder):
         return self.dropout(self._context(v, rnn_in, batch.mask))
 
 
-class DipoleEncoder(SequenceEncoder):
+class DipoleEncoder(_Baseline):
     r"""Dipole: a bidirectional GRU with attention over the previous visits.
 
     With :math:`h_t = [\overrightarrow{h}_t ; \overleftarrow{h}_t]` from a bidirectional
@@ -453,7 +475,6 @@ class DipoleEncoder(SequenceEncoder):
             self.score_key = nn.Linear(both, width)
             self.score = nn.Linear(width, 1, bias=False)
         self.combine = nn.Linear(2 * both, dim)
-        self.dropout = nn.Dropout(dropout)
 
     def _scores(self, h: torch.Tensor) -> torch.Tensor:
         """Scores s(h_t, h_i), shape (B, V_t, V_i)."""
@@ -477,11 +498,10 @@ class DipoleEncoder(SequenceEncoder):
         earlier = (pos.view(1, -1) < pos.view(-1, 1)).unsqueeze(0) & mask.unsqueeze(1)
         alpha = masked_softmax(self._scores(h), earlier, dim=-1)
         context = torch.einsum("bti,bid->btd", alpha, h)
-        states = self.dropout(torch.tanh(self.combine(torch.cat([context, h], dim=-1))))
-        return states, gather_last(states, lengths)
+        return self._with_last(torch.tanh(self.combine(torch.cat([context, h], dim=-1))), lengths)
 
 
-class TLSTMEncoder(SequenceEncoder):
+class TLSTMEncoder(_Baseline):
     r"""Time-aware LSTM: the short-term part of the memory decays with the elapsed time.
 
     Before visit :math:`t`, the previous memory is split and its short-term part
@@ -543,7 +563,6 @@ class TLSTMEncoder(SequenceEncoder):
         self.input_gates = nn.Linear(dim, 4 * dim)
         self.hidden_gates = nn.Linear(dim, 4 * dim, bias=False)
         self.short_term = nn.Linear(dim, dim)
-        self.dropout = nn.Dropout(dropout)
 
     def encode_visits(
         self, batch: VisitBatch, visits: torch.Tensor | None = None
@@ -562,11 +581,10 @@ class TLSTMEncoder(SequenceEncoder):
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(candidate)
             h = torch.sigmoid(o) * torch.tanh(c)
             outputs.append(h)
-        states = self.dropout(torch.stack(outputs, dim=1))
-        return states, gather_last(states, batch.lengths)
+        return self._with_last(torch.stack(outputs, dim=1), batch.lengths)
 
 
-class HiTANetEncoder(SequenceEncoder):
+class HiTANetEncoder(_Baseline):
     r"""HiTANet: time-aware Transformer with a time-aware global attention.
 
     With :math:`\delta_j` = days from visit :math:`j` to the last visit (the prediction
@@ -644,8 +662,7 @@ class HiTANetEncoder(SequenceEncoder):
         super().__init__(n_tokens, dim, init=init, dropout=dropout)
         if n_heads < 1 or dim % n_heads:
             raise MashInputError(f"dim ({dim}) must be a multiple of n_heads ({n_heads})")
-        if n_layers < 1:
-            raise MashInputError(f"n_layers must be >= 1, got {n_layers!r}")
+        _check_count("n_layers", n_layers)
         _check_positive("time_scale", time_scale)
         self.time_scale = float(time_scale)
         self.local_time = TimeVector(time_dim, dim)
@@ -660,7 +677,6 @@ class HiTANetEncoder(SequenceEncoder):
         self.query = nn.Linear(dim, query_dim)
         self.content = nn.Linear(dim, 1)
         self.mix = nn.Linear(dim, 2)
-        self.dropout = nn.Dropout(dropout)
 
     def encode_visits(
         self, batch: VisitBatch, visits: torch.Tensor | None = None

@@ -1,4 +1,8 @@
-"""Typed configurations of the sequence models and their training."""
+"""Typed configurations of the sequence models and their training, and their names.
+
+This module imports nothing heavy (no torch, no NumPy), so that the command line can
+show these defaults and choices without loading the models.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,40 @@ from typing import Any
 
 from mash.errors import MashInputError
 
-__all__ = ["FinetuneConfig", "ModelConfig", "PretrainConfig", "from_dict", "MODEL_NAMES", "TRANSFORMERS"]
+__all__ = [
+    "DEFAULT_DEVICE",
+    "DEFAULT_FOLDS",
+    "DEFAULT_MIN_COUNT",
+    "DEFAULT_TASK",
+    "FinetuneConfig",
+    "MODEL_NAMES",
+    "ModelConfig",
+    "PretrainConfig",
+    "TASKS",
+    "TASK_CHOICES",
+    "TRANSFORMERS",
+    "defaults",
+    "from_dict",
+]
 
 MODEL_NAMES = ("time_aware", "transformer", "lstm", "retain", "dipole", "tlstm", "hitanet")
 #: The models that have ``layers`` and ``heads``; the baselines have neither.
 TRANSFORMERS = ("time_aware", "transformer")
+#: What a fine-tuned head predicts: 0/1 labels (logits) or a standardised number.
+TASKS = ("classification", "regression")
+#: ``finetune_site``'s ``task``: one of :data:`TASKS`, or ``auto`` (inferred from the labels).
+TASK_CHOICES = ("auto", *TASKS)
+
+#: The device of every loop unless told: ``auto`` is a GPU when present, else the CPU.
+DEFAULT_DEVICE = "auto"
+
+# Defaults of mash.models.pipeline's run options that are not configuration fields.
+#: ``pretrain_sites(min_count=...)``: 1 keeps every concept (no back-off to an ancestor).
+DEFAULT_MIN_COUNT = 1
+#: ``finetune_site(task=...)``.
+DEFAULT_TASK = "auto"
+#: ``finetune_site(folds=...)``: k of the k-fold cross-validation.
+DEFAULT_FOLDS = 5
 
 
 def _check_int(owner: str, name: str, value: Any, low: int = 1) -> None:
@@ -29,6 +62,15 @@ def _check_float(owner: str, name: str, value: Any, low: float, high: float, *, 
     if not ok:
         lo, hi = "(" if open_low else "[", ")" if open_high else "]"
         raise MashInputError(f"{owner}.{name} must be a number in {lo}{low}, {high}{hi}, got {value!r}")
+
+
+def _check_optimiser(owner: str, config: Any, counts: tuple[str, ...]) -> None:
+    """The checks every training configuration shares: positive ``counts``, seed, lr, decay."""
+    for name in counts:
+        _check_int(owner, name, getattr(config, name))
+    _check_int(owner, "seed", config.seed, 0)
+    _check_float(owner, "lr", config.lr, 0.0, 10.0, open_low=True)
+    _check_float(owner, "weight_decay", config.weight_decay, 0.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -97,11 +139,7 @@ class PretrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            _check_int("PretrainConfig", name, getattr(self, name))
-        _check_int("PretrainConfig", "seed", self.seed, 0)
-        _check_float("PretrainConfig", "lr", self.lr, 0.0, 10.0, open_low=True)
-        _check_float("PretrainConfig", "weight_decay", self.weight_decay, 0.0, 10.0)
+        _check_optimiser("PretrainConfig", self, ("epochs", "batch_size"))
         for name in ("pair_share", "mask_share", "alter_share_records", "alter_share_visits"):
             _check_float("PretrainConfig", name, getattr(self, name), 0.0, 1.0)
         if len(self.weights) != 3:
@@ -124,11 +162,20 @@ class FinetuneConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "patience"):
-            _check_int("FinetuneConfig", name, getattr(self, name))
-        _check_int("FinetuneConfig", "seed", self.seed, 0)
-        _check_float("FinetuneConfig", "lr", self.lr, 0.0, 10.0, open_low=True)
-        _check_float("FinetuneConfig", "weight_decay", self.weight_decay, 0.0, 10.0)
+        _check_optimiser("FinetuneConfig", self, ("epochs", "batch_size", "patience"))
+
+
+def defaults(cls: type) -> dict[str, Any]:
+    """The default of every field of config dataclass ``cls``, by name.
+
+    Examples
+    --------
+    >>> defaults(FinetuneConfig)["patience"]
+    5
+    >>> defaults(ModelConfig)["model"]
+    'time_aware'
+    """
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
 
 
 def from_dict(cls: type, values: dict[str, Any]) -> Any:

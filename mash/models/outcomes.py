@@ -20,6 +20,16 @@ from mash.sequences import Sequences
 __all__ = ["Labelled", "attach_outcomes", "cut_at_index", "infer_task", "read_outcomes"]
 
 
+def _reject_first(bad: pd.Series, values: pd.Series, message: str, path: Path, column: str) -> None:
+    """Raise for the first row where ``bad`` holds, naming the file, row and column.
+
+    ``message`` is formatted with that row's entry of ``values`` (``{!r}``).
+    """
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise MashInputError(message.format(values.iloc[first]), file=path, row=first + 1, column=column)
+
+
 def read_outcomes(path: str | Path, target: str | None) -> pd.DataFrame:
     """Read ``subject_id``, ``index_time`` (optional) and the ``target`` column.
 
@@ -59,33 +69,16 @@ def read_outcomes(path: str | Path, target: str | None) -> pd.DataFrame:
                 file=path,
             )
     subject = raw["subject_id"].str.strip()
-    if (subject == "").any():
-        row = int(np.flatnonzero(subject == "")[0]) + 1
-        raise MashInputError("empty subject_id", file=path, row=row, column="subject_id")
-    dup = subject.duplicated()
-    if dup.any():
-        row = int(np.flatnonzero(dup)[0]) + 1
-        raise MashInputError(
-            f"subject {subject[dup].iloc[0]!r} appears twice", file=path, row=row, column="subject_id"
-        )
+    _reject_first(subject == "", subject, "empty subject_id", path, "subject_id")
+    _reject_first(subject.duplicated(), subject, "subject {!r} appears twice", path, "subject_id")
     text = raw[target].str.strip() if target is not None else pd.Series("", index=raw.index)
     label = pd.to_numeric(text.where(text != ""), errors="coerce")
-    bad = label.isna() & (text != "")
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0]) + 1
-        raise MashInputError(
-            f"not a number: {text[bad].iloc[0]!r}", file=path, row=row, column=target
-        )
+    _reject_first(label.isna() & (text != ""), text, "not a number: {!r}", path, target)
     index_day = np.full(len(raw), np.nan)
     if "index_time" in raw.columns:
         t = raw["index_time"].str.strip()
         parsed = pd.to_datetime(t.where(t != ""), errors="coerce", format="mixed")
-        bad = parsed.isna() & (t != "")
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0]) + 1
-            raise MashInputError(
-                f"not a date: {t[bad].iloc[0]!r}", file=path, row=row, column="index_time"
-            )
+        _reject_first(parsed.isna() & (t != ""), t, "not a date: {!r}", path, "index_time")
         ns = parsed.to_numpy("datetime64[ns]").astype("int64").astype(float)
         index_day = np.where(parsed.isna(), np.nan, ns / 86_400e9)
     return pd.DataFrame(

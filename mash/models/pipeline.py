@@ -25,7 +25,14 @@ from mash._rng import isolated_torch_rng
 from mash._version import __version__
 from mash.errors import MashInputError
 from mash.hyperbolic.hierarchy import Hierarchy
-from mash.models.config import FinetuneConfig, ModelConfig, PretrainConfig
+from mash.models.config import (
+    DEFAULT_FOLDS,
+    DEFAULT_MIN_COUNT,
+    DEFAULT_TASK,
+    FinetuneConfig,
+    ModelConfig,
+    PretrainConfig,
+)
 from mash.sequences import Sequences, build_sequences, concat
 from mash.sites import Site
 from mash.vocab import Vocabulary, code_counts
@@ -100,7 +107,7 @@ def pretrain_sites(
     *,
     model: ModelConfig | None = None,
     config: PretrainConfig | None = None,
-    min_count: int = 1,
+    min_count: int = DEFAULT_MIN_COUNT,
     harmonize: bool = True,
     until_index: bool = False,
     device: str | None = None,
@@ -222,8 +229,8 @@ def finetune_site(
     hierarchy: str | Path | None = None,
     model: ModelConfig | None = None,
     config: FinetuneConfig | None = None,
-    task: str = "auto",
-    folds: int | None = 5,
+    task: str = DEFAULT_TASK,
+    folds: int | None = DEFAULT_FOLDS,
     label_size: float | int | None = None,
     plot: str | Path | None = None,
     device: str | None = None,

@@ -21,7 +21,13 @@ from mash._rng import isolated_torch_rng
 from mash.errors import MashError
 from mash.models.base import SequenceEncoder
 from mash.models.batch import VisitBatch, collate
-from mash.models.config import FinetuneConfig, ModelConfig, PretrainConfig
+from mash.models.config import (
+    DEFAULT_DEVICE,
+    TASKS,
+    FinetuneConfig,
+    ModelConfig,
+    PretrainConfig,
+)
 from mash.models.pretraining import Pretrainer
 from mash.progress import bar
 from mash.sequences import Sequences
@@ -38,12 +44,9 @@ __all__ = [
     "pretrain",
 ]
 
-TASKS = ("classification", "regression")
-
-
 def pick_device(device: str | None = None) -> torch.device:
     """``"auto"``/None → CUDA when available, else CPU; otherwise ``torch.device(device)``."""
-    if device in (None, "auto"):
+    if device in (None, DEFAULT_DEVICE):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
@@ -72,9 +75,20 @@ def batches(
         yield rows, collate(codes, times, mask)
 
 
-def _check_finite(loss: torch.Tensor, where: str) -> None:
+def _step(net: nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor, where: str) -> None:
+    """One optimiser step on ``loss``: checked finite, gradients clipped to norm 1.
+
+    Raises
+    ------
+    MashError
+        When ``loss`` is NaN or infinite (``where`` names the epoch).
+    """
     if not torch.isfinite(loss):
         raise MashError(f"{where}: the loss became {float(loss)}; lower the learning rate")
+    opt.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+    opt.step()
 
 
 @dataclass
@@ -148,11 +162,7 @@ def pretrain(
         n_b, t_e = 0, time.perf_counter()
         for _, batch in batches(seqs, idx, config.batch_size, model, rng):
             losses = task(batch.to(dev), gen)
-            _check_finite(losses.total, f"pretraining epoch {epoch + 1}")
-            opt.zero_grad()
-            losses.total.backward()
-            nn.utils.clip_grad_norm_(task.parameters(), 1.0)
-            opt.step()
+            _step(task, opt, losses.total, f"pretraining epoch {epoch + 1}")
             for k, v in losses.as_floats().items():
                 sums[k] = sums.get(k, 0.0) + v
             n_b += 1
@@ -265,11 +275,7 @@ def finetune(
         for rows_b, batch in batches(seqs, train_idx, config.batch_size, model, rng):
             y = target[train_idx[rows_b]].to(dev)
             loss = _loss(task, net(batch.to(dev)), y)
-            _check_finite(loss, f"fine-tuning epoch {epoch + 1}")
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            opt.step()
+            _step(net, opt, loss, f"fine-tuning epoch {epoch + 1}")
             total += loss.item() * len(y)
             n += len(y)
         out = _outputs(net, seqs, val_idx, model, config.batch_size, dev)
