@@ -6,7 +6,6 @@ import argparse
 import ast
 import contextlib
 import functools
-import importlib.util
 import json
 import sys
 import warnings
@@ -48,33 +47,51 @@ def _count_or_all(text: str) -> int | str:
 
 
 @functools.cache
-def _defaults(module: str, name: str) -> dict[str, Any]:
-    """The literal defaults of dataclass or function ``name`` of ``module``.
+def _literals(module: str) -> dict[str, Any]:
+    """Module-level literals and the literal defaults of every dataclass and function of
+    ``module`` (a ``mash`` submodule), read from its source with :mod:`ast`.
 
-    Read from the module's source with :mod:`ast` rather than by importing it, for the
-    configurations that live beside their heavy code (``mash.align.pipeline`` and
-    ``mash.hyperbolic.build`` import torch, ``mash.synth`` pandas): the options show the
-    library's own defaults without ``mash --help`` loading them (which would take
-    seconds). The models' configurations are imported instead (:mod:`mash.models.config`
-    is light). tests/test_cli_help.py checks these against the imported objects.
+    Keys are ``NAME`` for a module constant and ``Class.field`` / ``function.arg`` for
+    defaults. Reading the source rather than importing it lets ``mash --help`` show the
+    library's own defaults and choices for the configurations that live beside their
+    heavy code (``mash.align.pipeline`` and ``mash.hyperbolic.build`` import torch,
+    ``mash.synth`` pandas) without loading them, which would take seconds; the file is
+    located without importing its package either. tests/test_cli_help.py checks the
+    values against the imported objects.
     """
-    spec = importlib.util.find_spec(module)
-    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
-    node = next(n for n in tree.body if isinstance(n, ast.ClassDef | ast.FunctionDef) and n.name == name)
-    if isinstance(node, ast.ClassDef):
-        pairs = [(st.target.id, st.value) for st in node.body
-                 if isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name) and st.value is not None]
-    else:
-        args = node.args
-        positional = args.posonlyargs + args.args
-        pairs = [(a.arg, d) for a, d in zip(positional[len(positional) - len(args.defaults):], args.defaults,
-                                            strict=True)]
-        pairs += [(a.arg, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is not None]
+    path = Path(__file__).parent.joinpath(*module.split(".")[1:]).with_suffix(".py")
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    pairs: list[tuple[str, ast.expr]] = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            pairs += [(t.id, node.value) for t in targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.ClassDef):
+            pairs += [(f"{node.name}.{st.target.id}", st.value) for st in node.body
+                      if isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name) and st.value is not None]
+        elif isinstance(node, ast.FunctionDef):
+            args = node.args
+            positional = args.posonlyargs + args.args
+            pairs += [(f"{node.name}.{a.arg}", d) for a, d in
+                      zip(positional[len(positional) - len(args.defaults):], args.defaults, strict=True)]
+            pairs += [(f"{node.name}.{a.arg}", d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
+                      if d is not None]
     out: dict[str, Any] = {}
     for key, value in pairs:
         with contextlib.suppress(ValueError):  # not a literal (a call, a name): not an option's default
             out[key] = ast.literal_eval(value)
     return out
+
+
+def _defaults(module: str, name: str) -> dict[str, Any]:
+    """The literal defaults of dataclass or function ``name`` of ``module`` (:func:`_literals`)."""
+    prefix = f"{name}."
+    return {k[len(prefix):]: v for k, v in _literals(module).items() if k.startswith(prefix)}
+
+
+def _choices(module: str, name: str) -> list[str]:
+    """The values of tuple constant ``name`` of ``module``, as an option's choices."""
+    return list(_literals(module)[name])
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -119,10 +136,10 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--ot-steps", type=int, default=d["ot_steps"], metavar="N",
                    help="neural OT map training steps for co-occurrence; 0 = orthogonal Procrustes only "
                         "(default: %(default)s)")
-    a.add_argument("--transport", choices=["unbalanced", "none"], default=d["transport"],
+    a.add_argument("--transport", choices=_choices("mash.align.pipeline", "TRANSPORTS"), default=d["transport"],
                    help="unbalanced optimal transport over the candidate pairs as a scorer view, or none "
                         "(default: %(default)s)")
-    a.add_argument("--transport-mass", choices=["frequency", "uniform"], default=d["transport_mass"],
+    a.add_argument("--transport-mass", choices=_choices("mash.align.pipeline", "TRANSPORT_MASSES"), default=d["transport_mass"],
                    help="code masses of that transport (default: %(default)s)")
     a.add_argument("--concept-threshold", type=float, default=d["concept_threshold"], metavar="P",
                    help="minimum score of a mutual best match merged into one concept (default: %(default)s)")
@@ -136,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("alignment", type=Path, metavar="ALIGN_OUT_DIR", help="a directory written by mash align")
     h.add_argument("--out", required=True, type=Path, metavar="FILE",
                    help="hierarchy file, .graphml or .json (required)")
-    h.add_argument("--format", choices=["graphml", "json"], default=None,
+    h.add_argument("--format", choices=_choices("mash.hyperbolic.hierarchy", "FORMATS"), default=None,
                    help="graphml or node-link json (default: from the suffix of --out, else graphml)")
     h.add_argument("--labels", action="append", default=None, metavar="SOURCE",
                    help="known tree to respect, in priority order (repeat): icd10cm, ccs, parents or a CSV "
@@ -153,7 +170,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="branching bound of compression (default: %(default)s)")
     h.add_argument("--compress", type=float, default=d["gap_quantile"], metavar="Q",
                    help="compression strength in [0, 1]; 0 keeps the binary tree (default: %(default)s)")
-    h.add_argument("--decode", choices=["average", "single"], default=d["decode"],
+    h.add_argument("--decode", choices=_choices("mash.hyperbolic.decode", "METHODS"), default=d["decode"],
                    help="agglomeration by LCA depth: average, or single as in HypHC (default: %(default)s)")
     h.add_argument("--lr", type=float, default=d["lr"], help="learning rate of Riemannian Adam (default: %(default)s)")
     h.add_argument("--seed", type=int, default=d["seed"],
@@ -246,11 +263,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--conditions", type=_count_or_all, default=d["n_conditions"], metavar="N|all",
                    help="ICD-9-CM conditions simulated; all: every usable one (default: %(default)s)")
     s.add_argument("--seed", type=int, default=d["seed"], help="seed of the simulation (default: %(default)s)")
-    s.add_argument("--opaque", choices=["site_A", "site_B"], default=d["opaque_site"],
+    s.add_argument("--opaque", choices=_choices("mash.synth.config", "SITES"), default=d["opaque_site"],
                    help="replace this site's codes by opaque local ids")
-    s.add_argument("--format", choices=["csv", "parquet"], default=d["events_format"], dest="events_format",
+    s.add_argument("--format", choices=_choices("mash.synth.config", "EVENTS_FORMATS"), default=d["events_format"], dest="events_format",
                    help="events file format (default: %(default)s)")
-    s.add_argument("--reference-vocabulary", choices=["used", "full"], default=d["reference_vocabulary"],
+    s.add_argument("--reference-vocabulary", choices=_choices("mash.synth.config", "REFERENCE_VOCABULARIES"), default=d["reference_vocabulary"],
                    help="site_B lists the codes that occur (used) or every ICD-10-CM 2024 code (full) "
                         "(default: %(default)s)")
     s.add_argument("--unshared-share", type=float, default=d["unshared_share"], metavar="SHARE",

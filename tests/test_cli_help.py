@@ -126,6 +126,26 @@ def test_cli_defaults_are_the_library_defaults():
     assert s["unshared_share"] == _config_defaults(SimulationConfig)["unshared_share"]
 
 
+def test_cli_choices_are_the_library_constants():
+    """Each option with a fixed set of values offers exactly the library's set."""
+    from mash import synth
+    from mash.align import pipeline
+    from mash.hyperbolic import decode, hierarchy
+
+    subs = _subparsers(_parser())
+
+    def choices(command: str, dest: str) -> tuple[str, ...]:
+        return tuple(next(a for a in subs[command]._actions if a.dest == dest).choices)
+
+    assert choices("align", "transport") == pipeline.TRANSPORTS
+    assert choices("align", "transport_mass") == pipeline.TRANSPORT_MASSES
+    assert choices("build-hierarchy", "format") == hierarchy.FORMATS
+    assert choices("build-hierarchy", "decode") == decode.METHODS
+    assert choices("simulate", "opaque") == synth.SITES
+    assert choices("simulate", "events_format") == synth.EVENTS_FORMATS
+    assert choices("simulate", "reference_vocabulary") == synth.REFERENCE_VOCABULARIES
+
+
 def test_parser_does_not_import_torch():
     """``mash --help`` stays instant: building the parser reads defaults without torch
     (nor NumPy, pandas or the models' modules)."""
