@@ -48,8 +48,26 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented, key-sorted JSON atomically (reproducible bytes)."""
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    """Write ``obj`` as indented, key-sorted JSON atomically (reproducible bytes).
+
+    NaN and ±inf, which JSON does not have, are written as ``null`` (``json.dumps``
+    would write the bare tokens ``NaN`` / ``Infinity`` that strict readers reject).
+    """
+    text = json.dumps(_finite_or_null(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False)
+    write_text(path, text + "\n")
+
+
+def _finite_or_null(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NumPy's too) replaced by None, recursively."""
+    if isinstance(obj, float | np.floating):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite_or_null(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _finite_or_null(obj.tolist())
+    return obj
 
 
 def write_csv(path: str | Path, frame: pd.DataFrame, float_format: str | None = "%.6g") -> None:

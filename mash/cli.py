@@ -461,9 +461,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         _say(args.quiet, f"{name}: {res.n_codes[name]} codes" + (f" ({silent} without events)" if silent else "")
              + f", {res.n_events[name]} events, {res.n_patients} patients")
     rates = json.loads(res.manifest_path.read_text()).get("outcomes", {}).get("sites", {})
+    def fmt(value: float | None, spec: str) -> str:  # a rate of an empty group is None
+        return "n/a" if value is None else format(value, spec)
+
     for name, r in rates.items():
-        _say(args.quiet, f"{name} outcomes: onset {r['onset']}/{r['cohort']} at risk ({r['onset_rate']:.1%}), "
-                         f"event {r['event']}/{res.n_patients} ({r['event_rate']:.1%}), mean burden {r['burden_mean']:.2f}")
+        _say(args.quiet, f"{name} outcomes: onset {r['onset']}/{r['cohort']} at risk ({fmt(r['onset_rate'], '.1%')}), "
+                         f"event {r['event']}/{res.n_patients} ({fmt(r['event_rate'], '.1%')}), "
+                         f"mean burden {fmt(r['burden_mean'], '.2f')}")
     _say(args.quiet, f"wrote {args.out}/: site directories, {res.n_gold} gold pairs in {res.gold_path.name}"
          + (f", conditions without a counterpart in {res.unshared_path.name}" if res.unshared_path else ""))
     return 0

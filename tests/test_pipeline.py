@@ -112,6 +112,21 @@ def test_finetune_bad_input(capsys, checkpoint, sample_dir, sample_hierarchy_fil
     bad.write_text("subject_id,onset\nA000000,1\nA000000,0\n")
     assert "appears twice" in _err(capsys, ["finetune", site, "--checkpoint", str(checkpoint), "--target",
                                             "onset", "--outcomes", str(bad), "--out", str(tmp_path / "o")])
+    ids = pd.read_csv(sample_dir / "site_A" / "outcomes.csv", dtype=str)["subject_id"][:200]
+    bad.write_text("subject_id,event\n" + "".join(f"{s},1\n" for s in ids))  # one class only
+    err = _err(capsys, ["finetune", site, "--checkpoint", str(checkpoint), "--target", "event",
+                        "--outcomes", str(bad), "--out", str(tmp_path / "o")])
+    assert "one value only" in err and "'event'" in err
+    assert not (tmp_path / "o").exists()
+    for value in ("inf", "-1e308"):
+        bad.write_text(f"subject_id,burden\nA000000,1.5\nA000001,{value}\n")
+        err = _err(capsys, ["finetune", site, "--checkpoint", str(checkpoint), "--target", "burden",
+                            "--outcomes", str(bad), "--out", str(tmp_path / "o")])
+        assert "row 2" in err and "'burden'" in err and "not a finite number" in err
+    for device, says in (("tpu9", "not a torch device"), ("cuda:99", "CUDA device")):
+        err = _err(capsys, ["finetune", site, "--checkpoint", str(checkpoint), "--target", "onset",
+                            "--device", device, "--out", str(tmp_path / "o")])
+        assert says in err
 
 
 def test_checkpoint_and_vocabulary_mismatch(capsys, sample_dir, sample_hierarchy_file, tmp_path):

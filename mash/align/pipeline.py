@@ -439,7 +439,12 @@ class _PairAligner:
             warnings.warn(f"the scorer fit did not converge in {fit.iterations} iterations; see the manifest",
                           AlignmentWarning, stacklevel=2)
         prob = segment_softmax(logits, self.pairs.ptr)
-        top = segment_topk(logits, self.pairs, min(cfg.top_k, self.r.site.n_codes))
+        k = min(cfg.top_k, self.r.site.n_codes)
+        if k < cfg.top_k:
+            self.log["top_k_used"] = k
+            warnings.warn(f"top_k {cfg.top_k} is more than the reference's {k} codes: at most {k} candidates per "
+                          "code", AlignmentWarning, stacklevel=2)
+        top = segment_topk(logits, self.pairs, k)
         idx, scores = self.pairs.reference[top], prob[top].astype(np.float32)
         p_none = self._no_match(names, fit.weights, logits, transported, anchors)
         # confident one-to-one matches for concepts: mutual best, probability ≥ threshold,

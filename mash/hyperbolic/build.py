@@ -132,8 +132,20 @@ def member_vectors(embeddings: dict[str, np.ndarray], cooc_weight: float) -> tup
     member : ndarray, shape (n, d_text + d_co)
     text : ndarray, shape (n, d_text)
         The normalised text half.
+
+    Raises
+    ------
+    MashInputError
+        If a vector has a NaN or infinite entry (the row's site and code are named).
     """
     vec = np.asarray(embeddings["vectors"], dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(vec).all(axis=1))
+    if bad.size:
+        i = int(bad[0])
+        raise MashInputError(
+            f"embeddings.npz: {bad.size} rows of 'vectors' are not finite (first: row {i + 1}, "
+            f"{embeddings['site'][i]}:{embeddings['code'][i]})"
+        )
     d_text = np.asarray(embeddings["text"]).shape[1]
     t, c = vec[:, :d_text], vec[:, d_text:]
     t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)

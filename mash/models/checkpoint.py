@@ -36,6 +36,16 @@ __all__ = [
 FORMAT = "mash.checkpoint/1"
 
 
+
+def _save_torch(path: Path, payload: dict[str, Any]) -> None:
+    """``torch.save`` to ``path`` atomically, with the same bytes for the same payload.
+
+    Given a file name, torch names the zip archive's root folder after it, which would
+    be the random temporary name; through an open file the root is always ``archive``.
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)
+
 def save_checkpoint(
     out_dir: str | Path,
     encoder: SequenceEncoder,
@@ -62,8 +72,7 @@ def save_checkpoint(
         "vocab_sha256": vocab_fingerprint(vocab),
         "state_dict": state,
     }
-    with atomic_path(out / "model.pt") as tmp:
-        torch.save(payload, tmp)
+    _save_torch(out / "model.pt", payload)
     vocab.save(out / "vocab.json")
     vocab.to_hf_tokenizer(out / "tokenizer.json")
     write_json(out / "manifest.json", manifest)
@@ -140,5 +149,4 @@ def save_head(path: str | Path, fit: Any, target: str) -> None:
         "target_std": fit.target_std,
         "state_dict": {k: v.detach().cpu() for k, v in fit.model.head.state_dict().items()},
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    _save_torch(path, payload)

@@ -30,6 +30,9 @@ def _reject_first(bad: pd.Series, values: pd.Series, message: str, path: Path, c
         raise MashInputError(message.format(values.iloc[first]), file=path, row=first + 1, column=column)
 
 
+_MAX_LABEL = 1e150  # (1e150)² = 1e300 < the float64 maximum (1.8e308)
+
+
 def read_outcomes(path: str | Path, target: str | None) -> pd.DataFrame:
     """Read ``subject_id``, ``index_time`` (optional) and the ``target`` column.
 
@@ -74,6 +77,9 @@ def read_outcomes(path: str | Path, target: str | None) -> pd.DataFrame:
     text = raw[target].str.strip() if target is not None else pd.Series("", index=raw.index)
     label = pd.to_numeric(text.where(text != ""), errors="coerce")
     _reject_first(label.isna() & (text != ""), text, "not a number: {!r}", path, target)
+    # a label whose square overflows cannot be standardised or trained on
+    _reject_first(label.abs() >= _MAX_LABEL, text, f"{{!r}} is not a finite number below {_MAX_LABEL:.0e} in size",
+                  path, target)
     index_day = np.full(len(raw), np.nan)
     if "index_time" in raw.columns:
         t = raw["index_time"].str.strip()

@@ -148,6 +148,7 @@ def pretrain_sites(
 
     model = model or ModelConfig()
     config = config or PretrainConfig()
+    pick_device(device)  # a device this machine lacks fails before any work
     t0 = time.perf_counter()
     tree, tree_sha = _load_hierarchy(hierarchy)
     sites = [Site.load(p) for p in site_dirs]
@@ -280,6 +281,7 @@ def finetune_site(
     if checkpoint is None and hierarchy is None:
         raise MashInputError("give --checkpoint (a mash pretrain directory) or --hierarchy")
     config = config or FinetuneConfig()
+    pick_device(device)  # a device this machine lacks fails before any work
     t0 = time.perf_counter()
     pretrained = None
     inputs: dict[str, Any] = {}
@@ -320,6 +322,12 @@ def finetune_site(
     if len(data.seqs) < 10:
         raise MashInputError(
             f"only {len(data.seqs)} patients have both a {target!r} label and history", file=outcomes
+        )
+    values, counts = np.unique(data.labels, return_counts=True)
+    if len(values) < 2:
+        raise MashInputError(
+            f"column {target!r} has one value only ({values[0]:g} for all {counts[0]} patients used): "
+            "nothing to predict", file=outcomes,
         )
     if task == "auto":
         task = infer_task(data.labels)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mash._rng import isolated_torch_rng
-from mash.errors import MashError
+from mash.errors import MashError, MashInputError
 from mash.models.base import SequenceEncoder
 from mash.models.batch import VisitBatch, collate
 from mash.models.config import (
@@ -45,10 +45,42 @@ __all__ = [
 ]
 
 def pick_device(device: str | None = None) -> torch.device:
-    """``"auto"``/None → CUDA when available, else CPU; otherwise ``torch.device(device)``."""
+    """The torch device a run uses, checked to exist on this machine.
+
+    Parameters
+    ----------
+    device : str, optional
+        ``"auto"`` or None: CUDA when available, else CPU. Otherwise a torch device
+        string (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    MashInputError
+        If the string names no torch device, or a device this machine does not have.
+    """
     if device in (None, DEFAULT_DEVICE):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise MashInputError(
+            f"device {device!r} is not a torch device; use auto, cpu, cuda, cuda:N or mps"
+        ) from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise MashInputError(f"device {device!r}: this machine has no CUDA device; use auto or cpu")
+        if dev.index is not None and dev.index >= n:
+            raise MashInputError(f"device {device!r}: this machine has {n} CUDA device(s) (cuda:0..cuda:{n - 1})")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise MashInputError(f"device {device!r}: MPS is not available on this machine; use auto or cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise MashInputError(f"device {device!r}: mash runs on cpu, cuda or mps")
+    return dev
 
 
 def batches(
