@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from mash.errors import MashInputError
+from mash.labels import build_label_forest, csv_source, resolve_sources
 from mash.models.outcomes import read_outcomes
 from mash.sites import Site, SiteDataWarning
 
@@ -80,6 +81,66 @@ def test_outcomes_index_time_offsets_convert_to_utc_like_sites(tmp_path):
         warnings.simplefilter("ignore", SiteDataWarning)
         site = Site.load(site_dir)
     assert site.event_arrays()[1][0] == pytest.approx(days[0])
+
+
+# ---------------------------------------------------------------- 2. labels files
+
+
+def concepts_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "concept_id": ["C1", "C2"],
+            "site": ["A", "A"],
+            "code": ["K1", "K2"],
+            "description": ["one", "two"],
+        }
+    )
+
+
+def test_labels_files_with_one_name_do_not_merge(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = tmp_path / "a" / "labels.csv", tmp_path / "b" / "labels.csv"
+    first.write_text("code,parent\nK1,G\n")
+    second.write_text("code,parent\nK2,G\n")
+    con = concepts_frame()
+    sources = resolve_sources([str(first), str(second)], con)
+    assert [s.name for s in sources] == [str(first), str(second)]
+    forest = build_label_forest(con, np.array(["C1", "C2"], dtype=object), sources, "A")
+    assert forest.concept_label[0] != forest.concept_label[1]  # two groups called G, not one
+    assert set(forest.stats["labelled_by_source"]) == {str(first), str(second)}
+    with pytest.raises(MashInputError, match="given twice") as info:
+        resolve_sources([str(first), str(tmp_path / "a" / ".." / "a" / "labels.csv")], con)
+    one_line(info)
+    assert resolve_sources([str(first)], con)[0].name == "labels.csv"  # unique: the file name
+
+
+def test_labels_code_with_two_parents_rejected(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("code,parent\nK1,G1\nK2,G1\nK1,G2\n")
+    with pytest.raises(MashInputError) as info:
+        csv_source(path)
+    text = one_line(info)
+    assert text.startswith(f"{path}, row 3, column 'code': ")
+    assert "'G1' (row 1)" in text and "'G2' (row 3)" in text
+    path.write_text("code,parent\nK1,G1\nK1,G1\n")
+    with pytest.raises(MashInputError, match=r"row 2, column 'code': code 'K1' is listed twice"):
+        csv_source(path)
+
+
+def test_labels_header_case_and_row_numbers_as_in_site_files(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("\ufeffCode, Parent ,DESCRIPTION\nK1,G1,\nG1,,Group one\n", encoding="utf-8")
+    src = csv_source(path)
+    assert src.parent_of == {"K1": "G1", "G1": ""}
+    assert src.text_of == {"G1": "Group one"}
+    path.write_text("code,parent\nK1,G1\n ,G1\n")
+    with pytest.raises(MashInputError) as info:
+        csv_source(path)
+    assert one_line(info).startswith(f"{path}, row 2, column 'code': empty code")
+    path.write_text("child,parent\nK1,G1\n")
+    with pytest.raises(MashInputError, match="missing required column 'code'"):
+        csv_source(path)
 
 
 # ---------------------------------------------------------------- 3. partial dates
