@@ -55,6 +55,7 @@ DOMAINS: tuple[str, ...] = ("diagnosis", "medication", "lab", "procedure", "othe
 
 _ALIASES = {"patient_id": "subject_id", "parent_codes": "parent"}
 _SNIFF_BYTES = 4 << 20  # bytes of a text file checked for NUL bytes and UTF-8 up front
+_CODE_COLUMNS = ("code", "parent")  # columns holding codes: text only, leading zeros matter
 _N_EXAMPLES = 5
 _NULL_TOKENS = ("", "na", "n/a", "nan", "null", "none")  # numeric_value text meaning "absent"
 _TIME_HINT = "an ISO date or datetime such as 2020-01-31 or 2020-01-31T08:30:00"
@@ -557,7 +558,33 @@ def _read_parquet(path: Path, spec: _Spec) -> _Piece:
             f"not a readable Parquet file ({type(exc).__name__}: {exc})", file=path
         ) from None
     cols = {name: table.column(names[pos]) for name, pos in positions.items()}
+    for name in _CODE_COLUMNS:
+        if name in cols:
+            _require_text_codes(cols[name].type, str(path), names[positions[name]])
     return _Piece(str(path), table.num_rows, cols)
+
+
+def _require_text_codes(t: pa.DataType, file: str, column: str) -> None:
+    """Reject a Parquet code column stored as numbers: ``01522`` would become ``1522``."""
+    inner = t
+    if pa.types.is_dictionary(inner):
+        inner = inner.value_type
+    if pa.types.is_list(inner) or pa.types.is_large_list(inner):
+        inner = inner.value_type
+    elif pa.types.is_fixed_size_list(inner):
+        inner = inner.value_type
+    if (
+        pa.types.is_integer(inner)
+        or pa.types.is_floating(inner)
+        or pa.types.is_decimal(inner)
+        or pa.types.is_boolean(inner)
+    ):
+        raise MashInputError(
+            f"column has type {t}; codes must be stored as text (string), since numbers "
+            "lose leading zeros (01522 would read as 1522); write the column as string",
+            file=file,
+            column=column,
+        )
 
 
 def _frame_piece(frame: pd.DataFrame, label: str, spec: _Spec) -> _Piece:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from mash.errors import MashInputError
@@ -159,3 +161,50 @@ def test_partial_dates_rejected_when_only_bad_rows_differ(tmp_path):
     events = "subject_id,time,code\np1,2020-01-01,0020\np1,2010,0020\np1,soon,0020\n"
     site_dir = write_site(tmp_path / "s", events=events)
     assert "row 2, column 'time': incomplete date '2010'" in load_error(site_dir)
+
+
+# ---------------------------------------------------------------- 4. Parquet code types
+
+
+@pytest.mark.parametrize("table", ["codes", "events"])
+def test_parquet_numeric_codes_rejected(tmp_path, table):
+    root = tmp_path / "s"
+    root.mkdir()
+    as_int = pa.array([1522, 20], pa.int64())
+    as_text = pa.array(["01522", "0020"], pa.string())
+    pq.write_table(
+        pa.table({"code": as_int if table == "codes" else as_text, "description": ["a", "b"]}),
+        root / "codes.parquet",
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "subject_id": ["p1", "p1"],
+                "time": ["2020-01-01", "2020-01-02"],
+                "code": as_int if table == "events" else as_text,
+            }
+        ),
+        root / "events.parquet",
+    )
+    text = load_error(root)
+    assert text.startswith(f"{root / (table + '.parquet')}, column 'code': column has type int64")
+    assert "leading zeros" in text
+
+
+def test_parquet_text_codes_keep_leading_zeros(tmp_path):
+    root = tmp_path / "s"
+    root.mkdir()
+    pd.DataFrame({"code": ["01522", "0020"], "description": ["a", "b"]}).to_parquet(
+        root / "codes.parquet"
+    )
+    pd.DataFrame(
+        {"subject_id": ["p1"], "time": [pd.Timestamp("2020-01-01")], "code": ["01522"]}
+    ).to_parquet(root / "events.parquet")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SiteDataWarning)
+        site = Site.load(root)
+    assert site.codes["code"].tolist() == ["01522", "0020"]
+    csv_site = write_site(tmp_path / "c")  # a CSV reads codes as text already
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SiteDataWarning)
+        assert Site.load(csv_site).events["code"].tolist() == ["01522", "0020"]
