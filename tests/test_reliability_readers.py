@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from mash.cli import main
 from mash.errors import MashInputError
 from mash.labels import build_label_forest, csv_source, resolve_sources
 from mash.models.outcomes import read_outcomes
@@ -208,3 +209,28 @@ def test_parquet_text_codes_keep_leading_zeros(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SiteDataWarning)
         assert Site.load(csv_site).events["code"].tolist() == ["01522", "0020"]
+
+
+# ---------------------------------------------------------------- 5. finetune --labels
+
+
+@pytest.mark.parametrize("value", ["1.5", "0", "-2", "nan", "inf", "some"])
+def test_finetune_labels_must_be_share_or_whole_count(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as info:
+        main(["finetune", str(tmp_path), "--target", "y", "--out", str(tmp_path / "o"),
+              "--labels", value])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("mash finetune: error: argument --labels: expected a share")
+
+
+def test_finetune_labels_parses_shares_and_counts():
+    from mash.cli import _parser
+
+    def parsed(value: str):
+        return _parser().parse_args(["finetune", "x", "--target", "y", "--out", "o",
+                                     "--labels", value]).labels
+
+    assert parsed("0.25") == 0.25 and isinstance(parsed("0.25"), float)
+    assert parsed("40") == 40 and isinstance(parsed("40"), int)
+    assert parsed("2.0") == 2 and isinstance(parsed("2.0"), int)
