@@ -55,6 +55,7 @@ DOMAINS: tuple[str, ...] = ("diagnosis", "medication", "lab", "procedure", "othe
 
 _ALIASES = {"patient_id": "subject_id", "parent_codes": "parent"}
 _SNIFF_BYTES = 4 << 20  # bytes of a text file checked for NUL bytes and UTF-8 up front
+_MAX_LINE_BYTES = 64 << 20  # longest CSV row DuckDB reads (its default, 2 MB, is too short)
 _CODE_COLUMNS = ("code", "parent")  # columns holding codes: text only, leading zeros matter
 _N_EXAMPLES = 5
 _NULL_TOKENS = ("", "na", "n/a", "nan", "null", "none")  # numeric_value text meaning "absent"
@@ -508,6 +509,7 @@ def _read_csv(path: Path, spec: _Spec) -> _Piece:
             escapechar='"',
             columns=columns,
             auto_detect=False,
+            max_line_size=_MAX_LINE_BYTES,
         ).project(projection)
         table = _arrow_table(rel.arrow())
     except duckdb.Error as exc:
@@ -530,8 +532,14 @@ def _csv_error(exc: Exception, path: Path) -> MashInputError:
     m = re.search(r"CSV Error on Line:\s*(\d+)", text)
     line = int(m.group(1)) if m else None
     cols = re.search(r"Expected Number of Columns:\s*(\d+)\s*Found:\s*(\d+)", text)
+    size = re.search(r"Maximum line size of (\d+) bytes exceeded\. Actual Size:\s*(\d+)", text)
     if "Invalid unicode" in text or "not utf-8" in text.lower():
         reason = "not UTF-8 text; save the file as UTF-8"
+    elif size:
+        reason = (
+            f"a row of {int(size.group(2)):,} bytes is longer than the limit of "
+            f"{int(size.group(1)):,} bytes per row (an unclosed quote or a huge value?)"
+        )
     elif cols:
         reason = f"expected {cols.group(1)} comma-separated fields as in the header, found {cols.group(2)}"
     elif "unterminated quote" in text.lower():

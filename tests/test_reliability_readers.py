@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from mash import sites as sites_module
 from mash.cli import main
 from mash.errors import MashInputError
 from mash.labels import build_label_forest, csv_source, resolve_sources
@@ -234,3 +235,25 @@ def test_finetune_labels_parses_shares_and_counts():
     assert parsed("0.25") == 0.25 and isinstance(parsed("0.25"), float)
     assert parsed("40") == 40 and isinstance(parsed("40"), int)
     assert parsed("2.0") == 2 and isinstance(parsed("2.0"), int)
+
+
+# ---------------------------------------------------------------- 6. long fields
+
+
+def test_long_description_reads(tmp_path):
+    long = "x" * 3_000_000
+    site_dir = write_site(tmp_path / "s", codes=f"code,description\n01522,{long}\n0020,b\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SiteDataWarning)
+        site = Site.load(site_dir)
+    assert len(site.codes["description"][0]) == 3_000_000
+
+
+def test_row_over_the_limit_names_row_and_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(sites_module, "_MAX_LINE_BYTES", 1 << 20)
+    site_dir = write_site(
+        tmp_path / "s", codes=f"code,description\n0020,b\n01522,{'x' * 1_500_000}\n"
+    )
+    text = load_error(site_dir)
+    assert text.startswith(f"{site_dir / 'codes.csv'}, row 2: a row of 1,500,006 bytes")
+    assert "limit of 1,048,576 bytes" in text
