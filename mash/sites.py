@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import hashlib
 import io
 import math
@@ -189,7 +190,7 @@ class Site:
         """
         root = Path(path)
         if not root.exists():
-            raise MashInputError("site directory does not exist", file=root)
+            raise MashInputError(_missing_reason(root), file=root)
         if not root.is_dir():
             raise MashInputError("expected a site directory, found a file", file=root)
         site_name = _check_name(root.resolve().name if name is None else name)
@@ -338,6 +339,19 @@ def _check_name(name: Any) -> str:
     if not isinstance(name, str) or not name.strip():
         raise MashInputError(f"a site name must be a non-empty string, got {name!r}")
     return name.strip()
+
+
+def _missing_reason(path: Path) -> str:
+    """Why ``path`` (which does not exist) cannot be opened: absent, a looping or a
+    dangling symbolic link."""
+    if not path.is_symlink():
+        return "site directory does not exist"
+    try:
+        path.resolve(strict=True)
+    except (RuntimeError, OSError) as exc:  # RuntimeError: a loop, before Python 3.13
+        if isinstance(exc, RuntimeError) or exc.errno == errno.ELOOP:
+            return "site directory is a symbolic link that loops (it leads back to itself)"
+    return f"site directory is a symbolic link to {str(path.readlink())!r}, which does not exist"
 
 
 def _find_codes(root: Path) -> Path:

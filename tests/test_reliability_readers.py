@@ -3,6 +3,7 @@ column; nothing is misread or dropped silently."""
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -257,3 +258,23 @@ def test_row_over_the_limit_names_row_and_limit(tmp_path, monkeypatch):
     text = load_error(site_dir)
     assert text.startswith(f"{site_dir / 'codes.csv'}, row 2: a row of 1,500,006 bytes")
     assert "limit of 1,048,576 bytes" in text
+
+
+# ---------------------------------------------------------------- 7. symlink loops
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+def test_symlink_loop_and_dangling_link(tmp_path, capsys):
+    loop = tmp_path / "loop"
+    loop.symlink_to("loop")
+    assert load_error(loop) == f"{loop}: site directory is a symbolic link that loops (it leads back to itself)"
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+    assert "symbolic link to" in load_error(dangling) and "does not exist" in load_error(dangling)
+    assert load_error(tmp_path / "absent").endswith("site directory does not exist")
+    good = write_site(tmp_path / "good")
+    code = main(["align", str(loop), str(good), "--reference", "good", "--out",
+                 str(tmp_path / "o"), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"mash: error: {loop}: site directory is a symbolic link that loops (it leads back to itself)"]
