@@ -36,6 +36,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _share_or_count(text: str) -> float | int:
+    """``finetune --labels``: a share in (0, 1) or a whole positive count (``1.5`` is neither)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a share in (0, 1) or a count, got {text!r}") from None
+    if 0 < value < 1:
+        return value
+    if value >= 1 and value.is_integer():
+        return int(value)
+    raise argparse.ArgumentTypeError(
+        f"expected a share in (0, 1) or a whole positive count, got {text!r}"
+    )
+
+
 def _count_or_all(text: str) -> int | str:
     """``--conditions``: a positive count or ``all``."""
     if text.strip().lower() == "all":
@@ -244,7 +259,7 @@ def _parser() -> argparse.ArgumentParser:
                          "(default: %(default)s)")
     ft.add_argument("--folds", type=int, default=DEFAULT_FOLDS, metavar="K",
                     help="k-fold cross-validation; 0 = one 0.7/0.1/0.2 split (default: %(default)s)")
-    ft.add_argument("--labels", type=float, default=None, metavar="N_OR_SHARE",
+    ft.add_argument("--labels", type=_share_or_count, default=None, metavar="N_OR_SHARE",
                     help="labelled patients used: a share in (0, 1) or a count (default: all)")
     ft.add_argument("--patience", type=_positive_int, default=defaults(FinetuneConfig)["patience"],
                     help="early-stopping patience in epochs (default: %(default)s)")
@@ -420,17 +435,12 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from mash.models.pipeline import finetune_site
 
-    labels = args.labels
-    if labels is not None:
-        if labels <= 0:
-            raise MashError("--labels must be a share in (0, 1) or a positive count")
-        labels = float(labels) if labels < 1 else int(labels)
     m = finetune_site(
         args.site, args.out, target=args.target, outcomes=args.outcomes, checkpoint=args.checkpoint,
         hierarchy=args.hierarchy, model=_model_config(args),
         config=FinetuneConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                               patience=args.patience, seed=args.seed),
-        task=args.task, folds=args.folds or None, label_size=labels, plot=args.plot,
+        task=args.task, folds=args.folds or None, label_size=args.labels, plot=args.plot,
         device=args.device, quiet=args.quiet,
     )
     oc = m["counts"]["outcomes"]

@@ -14,7 +14,8 @@ readable text for each group. Sources:
     sites chosen the same way (``ccs@SITE``).
 a CSV file
     Columns ``code, parent`` and, optionally, ``site`` (the row applies to that site
-    only) and ``description`` (the text of ``code`` when it names a group).
+    only) and ``description`` (the text of ``code`` when it names a group); column
+    names are matched as in site files. Each code is listed once (one parent).
 
 Every concept is placed under at most one *label node*: the group of the first source
 (in the order given) that knows one of its members, preferring the reference site's
@@ -25,6 +26,7 @@ it names. The groups used and all their ancestors form a :class:`LabelForest`.
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from mash.errors import MashInputError
+from mash.sites import _pick_columns, _Spec
 from mash.trees import depths, transitive_closure
 
 BUILTIN_SOURCES = ("parents", "icd10cm", "ccs")
@@ -169,8 +172,33 @@ def parents_sources(concepts: pd.DataFrame) -> list[LabelSource]:
     return out
 
 
-def csv_source(path: str | Path) -> LabelSource:
-    """A label tree from a CSV file with columns ``code, parent[, site][, description]``."""
+_LABELS_SPEC = _Spec("labels", ("code", "parent"), ("site", "description"))
+
+
+def csv_source(path: str | Path, name: str | None = None) -> LabelSource:
+    """A label tree from a CSV file with columns ``code, parent[, site][, description]``.
+
+    Column names are matched as in site files (case-insensitively, without surrounding
+    spaces); rows are numbered as in site files (the first data row is row 1).
+
+    Parameters
+    ----------
+    path : str or Path
+    name : str, optional
+        The source's name, which prefixes its label nodes (``name:code``); the file's
+        name by default.
+
+    Returns
+    -------
+    LabelSource
+
+    Raises
+    ------
+    MashInputError
+        A missing or unreadable file, a missing column, an empty code, a code listed
+        twice (a tree gives each code one parent; the error names both rows) or rows
+        naming several sites.
+    """
     p = Path(path)
     if not p.is_file():
         raise MashInputError("labels file not found", file=p)
@@ -178,34 +206,75 @@ def csv_source(path: str | Path) -> LabelSource:
         frame = pd.read_csv(p, dtype=str, keep_default_na=False)
     except (UnicodeDecodeError, pd.errors.ParserError, ValueError) as exc:
         raise MashInputError(f"cannot read labels ({type(exc).__name__})", file=p) from exc
-    missing = [c for c in ("code", "parent") if c not in frame.columns]
-    if missing:
-        raise MashInputError(f"missing columns {missing} (need code, parent)", file=p)
-    blank = frame["code"].str.strip() == ""
+    positions = _pick_columns([str(c) for c in frame.columns], _LABELS_SPEC, str(p))
+    cols = {k: frame.iloc[:, pos].astype(str).str.strip() for k, pos in positions.items()}
+    codes = cols["code"].to_numpy()
+    parents = cols["parent"].to_numpy()
+    blank = codes == ""
     if blank.any():
-        row = int(np.flatnonzero(blank.to_numpy())[0]) + 2
-        raise MashInputError("empty code", file=p, row=row, column="code")
-    sites = frame["site"].str.strip().unique() if "site" in frame.columns else np.array([""])
+        row = int(np.flatnonzero(blank)[0]) + 1
+        raise MashInputError("empty code; every row needs one", file=p, row=row, column="code")
+    _reject_repeated_codes(codes, parents, p)
+    sites = cols["site"].unique() if "site" in cols else np.array([""])
     if len(sites) > 1:
         raise MashInputError(
             f"a labels file must name one site or none (found {len(sites)}); split it", file=p
         )
     site = str(sites[0]) or None
-    codes = frame["code"].str.strip().to_numpy()
-    parents = frame["parent"].str.strip().to_numpy()
     parent_of = dict(zip(codes, parents, strict=True))
     for q in set(parents) - set(codes) - {""}:
         parent_of[q] = ""
     text_of = {}
-    if "description" in frame.columns:
-        text_of = {c: d for c, d in zip(codes, frame["description"].str.strip(), strict=True) if d}
-    return LabelSource(p.name, parent_of, text_of, site=site)
+    if "description" in cols:
+        text_of = {c: d for c, d in zip(codes, cols["description"], strict=True) if d}
+    return LabelSource(p.name if name is None else name, parent_of, text_of, site=site)
+
+
+def _reject_repeated_codes(codes: np.ndarray, parents: np.ndarray, path: Path) -> None:
+    """Raise on the first code listed twice, naming both rows (1-based data rows)."""
+    repeated = pd.Series(codes).duplicated().to_numpy()
+    if not repeated.any():
+        return
+    i = int(np.flatnonzero(repeated)[0])
+    j = int(np.flatnonzero(codes == codes[i])[0])
+    if parents[i] != parents[j]:
+        message = (
+            f"code {codes[i]!r} has two parents, {parents[j]!r} (row {j + 1}) and "
+            f"{parents[i]!r} (row {i + 1}); a tree gives each code one parent"
+        )
+    else:
+        message = f"code {codes[i]!r} is listed twice (rows {j + 1} and {i + 1}); list it once"
+    raise MashInputError(message, file=path, row=i + 1, column="code")
+
+
+def _name_csv_sources(out: list[LabelSource], csv_at: list[tuple[int, str]]) -> None:
+    """Give label files that share a file name distinct names (the paths as given).
+
+    Their groups would otherwise share the keys ``name:code`` and merge, and their
+    statistics overwrite each other. The same file given twice is rejected.
+    """
+    given: dict[Path, str] = {}
+    for _, spec in csv_at:
+        real = Path(spec).resolve()
+        if real in given:
+            raise MashInputError(
+                f"labels file given twice (as {given[real]!r} and {spec!r})", file=spec
+            )
+        given[real] = spec
+    names = Counter(out[i].name for i, _ in csv_at)
+    for i, spec in csv_at:
+        if names[out[i].name] > 1:
+            out[i] = replace(out[i], name=str(spec))
 
 
 def resolve_sources(specs: list[str], concepts: pd.DataFrame) -> list[LabelSource]:
     """Turn ``--labels`` values into sources; ``parents`` is always appended last when
-    the alignment carries a parent column and it was not named explicitly."""
+    the alignment carries a parent column and it was not named explicitly.
+
+    A labels file's source is named after the file, or after its path as given when
+    several files share a name; one file given twice is an error."""
     out: list[LabelSource] = []
+    csv_at: list[tuple[int, str]] = []  # (position in out, the spec) of each labels file
     named_parents = False
     sites = set(concepts["site"].astype(str))
     for spec in specs:
@@ -222,11 +291,13 @@ def resolve_sources(specs: list[str], concepts: pd.DataFrame) -> list[LabelSourc
             src = ccs_source()
             out.append(replace(src, site=site or None, min_site_share=0.0 if site else src.min_site_share))
         elif Path(spec).suffix.lower() in (".csv", ".txt") or Path(spec).exists():
+            csv_at.append((len(out), spec))
             out.append(csv_source(spec))
         else:
             raise MashInputError(
                 f"unknown labels {spec!r}: give a CSV file or one of {', '.join(BUILTIN_SOURCES)}"
             )
+    _name_csv_sources(out, csv_at)
     if not named_parents:
         out.extend(parents_sources(concepts))
     return out

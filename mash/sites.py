@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import hashlib
 import io
 import math
@@ -48,16 +49,19 @@ import pyarrow.parquet as pq
 from mash._io import sha256_file
 from mash.errors import MashInputError
 
-__all__ = ["DOMAINS", "Site", "SiteDataWarning"]
+__all__ = ["DOMAINS", "Site", "SiteDataWarning", "parse_time_text"]
 
 #: Values the optional ``domain`` column is expected to hold (others are kept and counted).
 DOMAINS: tuple[str, ...] = ("diagnosis", "medication", "lab", "procedure", "other")
 
 _ALIASES = {"patient_id": "subject_id", "parent_codes": "parent"}
 _SNIFF_BYTES = 4 << 20  # bytes of a text file checked for NUL bytes and UTF-8 up front
+_MAX_LINE_BYTES = 64 << 20  # longest CSV row DuckDB reads (its default, 2 MB, is too short)
+_CODE_COLUMNS = ("code", "parent")  # columns holding codes: text only, leading zeros matter
 _N_EXAMPLES = 5
 _NULL_TOKENS = ("", "na", "n/a", "nan", "null", "none")  # numeric_value text meaning "absent"
 _TIME_HINT = "an ISO date or datetime such as 2020-01-31 or 2020-01-31T08:30:00"
+_PARTIAL_DATE = r"^[+-]?[0-9]{4}(-[0-9]{1,2})?$"  # a year or a year-month: no day
 # datetime64[ns] covers 1677-09-21 .. 2262-04-11; stay a day inside the limits.
 _NS_MIN = np.datetime64("1677-09-22", "us")
 _NS_MAX = np.datetime64("2262-04-10", "us")
@@ -186,7 +190,7 @@ class Site:
         """
         root = Path(path)
         if not root.exists():
-            raise MashInputError("site directory does not exist", file=root)
+            raise MashInputError(_missing_reason(root), file=root)
         if not root.is_dir():
             raise MashInputError("expected a site directory, found a file", file=root)
         site_name = _check_name(root.resolve().name if name is None else name)
@@ -335,6 +339,19 @@ def _check_name(name: Any) -> str:
     if not isinstance(name, str) or not name.strip():
         raise MashInputError(f"a site name must be a non-empty string, got {name!r}")
     return name.strip()
+
+
+def _missing_reason(path: Path) -> str:
+    """Why ``path`` (which does not exist) cannot be opened: absent, a looping or a
+    dangling symbolic link."""
+    if not path.is_symlink():
+        return "site directory does not exist"
+    try:
+        path.resolve(strict=True)
+    except (RuntimeError, OSError) as exc:  # RuntimeError: a loop, before Python 3.13
+        if isinstance(exc, RuntimeError) or exc.errno == errno.ELOOP:
+            return "site directory is a symbolic link that loops (it leads back to itself)"
+    return f"site directory is a symbolic link to {str(path.readlink())!r}, which does not exist"
 
 
 def _find_codes(root: Path) -> Path:
@@ -506,6 +523,7 @@ def _read_csv(path: Path, spec: _Spec) -> _Piece:
             escapechar='"',
             columns=columns,
             auto_detect=False,
+            max_line_size=_MAX_LINE_BYTES,
         ).project(projection)
         table = _arrow_table(rel.arrow())
     except duckdb.Error as exc:
@@ -528,8 +546,14 @@ def _csv_error(exc: Exception, path: Path) -> MashInputError:
     m = re.search(r"CSV Error on Line:\s*(\d+)", text)
     line = int(m.group(1)) if m else None
     cols = re.search(r"Expected Number of Columns:\s*(\d+)\s*Found:\s*(\d+)", text)
+    size = re.search(r"Maximum line size of (\d+) bytes exceeded\. Actual Size:\s*(\d+)", text)
     if "Invalid unicode" in text or "not utf-8" in text.lower():
         reason = "not UTF-8 text; save the file as UTF-8"
+    elif size:
+        reason = (
+            f"a row of {int(size.group(2)):,} bytes is longer than the limit of "
+            f"{int(size.group(1)):,} bytes per row (an unclosed quote or a huge value?)"
+        )
     elif cols:
         reason = f"expected {cols.group(1)} comma-separated fields as in the header, found {cols.group(2)}"
     elif "unterminated quote" in text.lower():
@@ -556,7 +580,33 @@ def _read_parquet(path: Path, spec: _Spec) -> _Piece:
             f"not a readable Parquet file ({type(exc).__name__}: {exc})", file=path
         ) from None
     cols = {name: table.column(names[pos]) for name, pos in positions.items()}
+    for name in _CODE_COLUMNS:
+        if name in cols:
+            _require_text_codes(cols[name].type, str(path), names[positions[name]])
     return _Piece(str(path), table.num_rows, cols)
+
+
+def _require_text_codes(t: pa.DataType, file: str, column: str) -> None:
+    """Reject a Parquet code column stored as numbers: ``01522`` would become ``1522``."""
+    inner = t
+    if pa.types.is_dictionary(inner):
+        inner = inner.value_type
+    if pa.types.is_list(inner) or pa.types.is_large_list(inner):
+        inner = inner.value_type
+    elif pa.types.is_fixed_size_list(inner):
+        inner = inner.value_type
+    if (
+        pa.types.is_integer(inner)
+        or pa.types.is_floating(inner)
+        or pa.types.is_decimal(inner)
+        or pa.types.is_boolean(inner)
+    ):
+        raise MashInputError(
+            f"column has type {t}; codes must be stored as text (string), since numbers "
+            "lose leading zeros (01522 would read as 1522); write the column as string",
+            file=file,
+            column=column,
+        )
 
 
 def _frame_piece(frame: pd.DataFrame, label: str, spec: _Spec) -> _Piece:
@@ -715,10 +765,9 @@ def _parse_time(
         or pa.types.is_large_string(t)
         or (getattr(pa.types, "is_string_view", lambda _t: False)(t))
     ):
-        raw = pc.utf8_trim_whitespace(_as_text(arr, file, "time"))
-        raw = pc.if_else(pc.equal(raw, ""), pa.scalar(None, pa.string()), raw)
+        raw = _blank_to_null(pc.utf8_trim_whitespace(_as_text(arr, file, "time")))
         missing = pc.is_null(raw).to_numpy(zero_copy_only=False)
-        values = _parse_time_text(raw, missing, file)
+        values = _parse_time_text(raw, missing, file, "time")
     else:
         raise MashInputError(
             f"column has type {t}; expected {_TIME_HINT} (text) or a timestamp",
@@ -726,16 +775,7 @@ def _parse_time(
             column="time",
         )
 
-    out_of_range = ((values < _NS_MIN) | (values > _NS_MAX)) & ~missing
-    if out_of_range.any():
-        i, count = _first(out_of_range)
-        shown = raw[i].as_py() if raw is not None else str(values[i])
-        raise MashInputError(
-            f"time {shown!r} is outside the supported range {_NS_MIN} to {_NS_MAX}{_also(count)}",
-            file=file,
-            row=i + 1,
-            column="time",
-        )
+    _check_time_range(values, missing, raw, file, "time")
     keep = np.ones(n, dtype=bool)
     if missing.any():
         if not static_ok:
@@ -752,8 +792,84 @@ def _parse_time(
     return values.astype("datetime64[ns]"), keep
 
 
-def _parse_time_text(raw: pa.ChunkedArray, missing: np.ndarray, file: str) -> np.ndarray:
-    """ISO text (stripped, null where blank) to ``datetime64[us]``; offsets convert to UTC."""
+def parse_time_text(
+    values: pa.Array | pa.ChunkedArray, file: str, column: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Parse ISO 8601 text exactly as the ``time`` column of a site's events is parsed.
+
+    Other readers (``outcomes.csv``) use it so that every time mash reads follows one
+    rule: a complete ISO date or datetime; a UTC offset converts to UTC (naive).
+
+    Parameters
+    ----------
+    values : pyarrow.Array or pyarrow.ChunkedArray of string
+        The raw text; surrounding whitespace is ignored, blank or null means absent.
+    file : str
+        Named in errors.
+    column : str
+        Named in errors.
+
+    Returns
+    -------
+    times : ndarray of datetime64[us], shape (n,)
+        Naive UTC times; the epoch where absent.
+    missing : ndarray of bool, shape (n,)
+        True where the value is blank.
+
+    Raises
+    ------
+    MashInputError
+        On the first value that is not a complete ISO date or datetime (``31/01/2020``,
+        a partial date such as ``2020-01`` or ``2020``) or lies outside
+        datetime64[ns]'s range; it names the file, the 1-based row and the column.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> t, m = parse_time_text(pa.array(["2020-01-31", " ", "2020-01-31T10:00+02:00"]), "f", "t")
+    >>> [str(x) for x in t], m.tolist()
+    (['2020-01-31T00:00:00.000000', '1970-01-01T00:00:00.000000', '2020-01-31T08:00:00.000000'], [False, True, False])
+    """
+    chunked = values if isinstance(values, pa.ChunkedArray) else pa.chunked_array([values])
+    raw = _blank_to_null(pc.utf8_trim_whitespace(_as_text(chunked, file, column)))
+    missing = pc.is_null(raw).to_numpy(zero_copy_only=False)
+    times = _parse_time_text(raw, missing, file, column)
+    _check_time_range(times, missing, raw, file, column)
+    return np.where(missing, np.datetime64(0, "us"), times), missing
+
+
+def _blank_to_null(text: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+
+
+def _check_time_range(
+    values: np.ndarray,
+    missing: np.ndarray,
+    raw: pa.ChunkedArray | None,
+    file: str,
+    column: str,
+) -> None:
+    """Raise on the first present time outside datetime64[ns]'s range (a day inside)."""
+    out_of_range = ((values < _NS_MIN) | (values > _NS_MAX)) & ~missing
+    if out_of_range.any():
+        i, count = _first(out_of_range)
+        shown = raw[i].as_py() if raw is not None else str(values[i])
+        raise MashInputError(
+            f"time {shown!r} is outside the supported range {_NS_MIN} to {_NS_MAX}{_also(count)}",
+            file=file,
+            row=i + 1,
+            column=column,
+        )
+
+
+def _parse_time_text(
+    raw: pa.ChunkedArray, missing: np.ndarray, file: str, column: str
+) -> np.ndarray:
+    """ISO text (stripped, null where blank) to ``datetime64[us]``; offsets convert to UTC.
+
+    A partial date (``2009-05``, ``2010``) is rejected: read as the first of the month
+    or year, it would move events by up to a year without anyone knowing.
+    """
     try:  # fast path: plain ISO 8601 without offsets, Arrow's strict parser
         return pc.cast(raw, pa.timestamp("us")).fill_null(0).to_numpy().astype("datetime64[us]")
     except pa.ArrowInvalid:  # offsets, other ISO forms or bad values: pandas, value by value
@@ -764,15 +880,18 @@ def _parse_time_text(raw: pa.ChunkedArray, missing: np.ndarray, file: str) -> np
         errors="coerce",
         utc=True,
     )
-    bad = parsed.isna().to_numpy() & ~missing
+    partial = pc.fill_null(pc.match_substring_regex(raw, _PARTIAL_DATE), False)
+    partial_np = partial.to_numpy(zero_copy_only=False)
+    bad = (parsed.isna().to_numpy() & ~missing) | partial_np
     if bad.any():
         i, count = _first(bad)
+        what = "incomplete date" if partial_np[i] else "unparseable time"
         raise MashInputError(
-            f"unparseable time {raw[i].as_py()!r}; expected {_TIME_HINT}, between "
-            f"{_NS_MIN} and {_NS_MAX}{_also(count)}",
+            f"{what} {raw[i].as_py()!r}; expected {_TIME_HINT} (a full date: year, month "
+            f"and day), between {_NS_MIN} and {_NS_MAX}{_also(count)}",
             file=file,
             row=i + 1,
-            column="time",
+            column=column,
         )
     return parsed.dt.tz_convert(None).to_numpy().astype("datetime64[us]")
 

@@ -165,7 +165,7 @@ def test_labels_csv_unknown_codes_and_bad_files(tmp_path):
         build_hierarchy(a, [str(nope)], **FAST)
     bad = tmp_path / "bad.csv"
     bad.write_text("child,parent\nK000,GA\n")
-    with pytest.raises(MashInputError, match="missing columns"):
+    with pytest.raises(MashInputError, match="missing required column 'code'"):
         build_hierarchy(a, [str(bad)], **FAST)
     with pytest.raises(MashInputError, match="unknown labels"):
         build_hierarchy(a, ["snomed"], **FAST)

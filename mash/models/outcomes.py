@@ -33,6 +33,24 @@ def _reject_first(bad: pd.Series, values: pd.Series, message: str, path: Path, c
 _MAX_LABEL = 1e150  # (1e150)² = 1e300 < the float64 maximum (1.8e308)
 
 
+def _index_days(text: pd.Series, path: Path) -> np.ndarray:
+    """``index_time`` text as float days since 1970-01-01 (NaN where blank).
+
+    Parsed as site event times are (:func:`mash.sites.parse_time_text`): ISO 8601 only,
+    complete dates, UTC offsets converted to UTC, so an index time compares with the
+    events' times on one clock.
+    """
+    import pyarrow as pa
+
+    from mash.sites import parse_time_text
+
+    times, missing = parse_time_text(
+        pa.array(text.to_numpy(dtype=object), pa.string()), str(path), "index_time"
+    )
+    us = times.astype("datetime64[us]").astype(np.int64).astype(float)
+    return np.where(missing, np.nan, us / 86_400e6)
+
+
 def read_outcomes(path: str | Path, target: str | None) -> pd.DataFrame:
     """Read ``subject_id``, ``index_time`` (optional) and the ``target`` column.
 
@@ -51,8 +69,10 @@ def read_outcomes(path: str | Path, target: str | None) -> pd.DataFrame:
     Raises
     ------
     MashInputError
-        Missing file or columns, a duplicate subject, a date or a label that does not
-        parse (the error names the row and column).
+        Missing file or columns, a duplicate subject, a label that does not parse or an
+        ``index_time`` that is not a complete ISO 8601 date or datetime (``31/01/2020``
+        and ``2020-01`` are rejected, as in site files; a UTC offset converts to UTC).
+        The error names the file, the 1-based data row and the column.
     """
     path = Path(path)
     if not path.is_file():
@@ -82,11 +102,7 @@ def read_outcomes(path: str | Path, target: str | None) -> pd.DataFrame:
                   path, target)
     index_day = np.full(len(raw), np.nan)
     if "index_time" in raw.columns:
-        t = raw["index_time"].str.strip()
-        parsed = pd.to_datetime(t.where(t != ""), errors="coerce", format="mixed")
-        _reject_first(parsed.isna() & (t != ""), t, "not a date: {!r}", path, "index_time")
-        ns = parsed.to_numpy("datetime64[ns]").astype("int64").astype(float)
-        index_day = np.where(parsed.isna(), np.nan, ns / 86_400e9)
+        index_day = _index_days(raw["index_time"], path)
     return pd.DataFrame(
         {"subject_id": subject, "index_day": index_day, "label": label.to_numpy(float),
          "row": np.arange(1, len(raw) + 1)}
