@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import os
@@ -71,9 +72,18 @@ def _finite_or_null(obj: Any) -> Any:
 
 
 def write_csv(path: str | Path, frame: pd.DataFrame, float_format: str | None = "%.6g") -> None:
-    """Write a DataFrame as CSV (no index, ``\\n`` line ends) atomically."""
+    """Write a DataFrame as CSV (no index, ``\\n`` line ends) atomically.
+
+    Python's CSV writer quotes a field holding ``\\n`` but not one holding a lone
+    ``\\r``, which every reader then takes for a line end; a frame with a ``\\r`` in
+    any text cell is therefore written with every field quoted.
+    """
+    text_cols = [c for c in frame.columns if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c])]
+    has_cr = any(frame[c].astype(str).str.contains("\r", regex=False).any() for c in text_cols) or any(
+        "\r" in str(c) for c in frame.columns)
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format=float_format, lineterminator="\n")
+        frame.to_csv(tmp, index=False, float_format=float_format, lineterminator="\n",
+                     quoting=csv.QUOTE_ALL if has_cr else csv.QUOTE_MINIMAL)
 
 
 def write_npz(path: str | Path, **arrays: np.ndarray) -> None:

@@ -3,10 +3,16 @@ each case here is now a one-line input error or a counted, visible repair."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import re
+import warnings
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mash._io import write_json
@@ -67,3 +73,55 @@ def test_simulate_one_patient_summarises_empty_cohorts(tmp_path, capsys):
     assert "at risk (n/a)" in out and "wrote" in out
     manifest = json.loads((tmp_path / "sim" / "simulation.json").read_text())
     assert manifest["outcomes"]["sites"]["site_A"]["onset_rate"] is None
+
+
+#: manifest fields that may differ between identical runs (docs/formats.md, "What differs
+#: between two identical runs"); every other field must be equal
+VOLATILE = re.compile(
+    r"(^|\.)(timings_s|peak_rss_mb)(\.|$)|(^|\.)seconds(\.|$)|(events_per_second|triplets_per_s|sequences_per_s)$"
+    r"|^text_cache\.(descriptions_per_s|encoded|from_cache|encode_seconds|encodings_per_code)$"
+    r"|^(alignment_manifest_hash|input_hashes\.manifest\.json)$|(^|\.)(path|alignment|out)$"
+)
+
+
+def _flat(obj, prefix=""):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _flat(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _flat(v, f"{prefix}[{i}]")
+    else:
+        yield prefix, obj
+
+
+def _tiny_sites(root: Path) -> None:
+    rng = np.random.default_rng(0)
+    words = ["heart failure", "type 2 diabetes", "asthma", "chronic kidney disease", "hypertension"]
+    for site, codes in (("A", ["a1", "a2", "a3", "a4"]), ("B", ["b1", "b2", "b3", "b4", "b5"])):
+        (root / site).mkdir(parents=True)
+        pd.DataFrame({"code": codes, "description": words[: len(codes)]}).to_csv(root / site / "codes.csv",
+                                                                                  index=False)
+        n = 300
+        pd.DataFrame({"subject_id": rng.integers(0, 40, n).astype(str), "code": rng.choice(codes, n),
+                      "time": (pd.Timestamp("2010-01-01") + pd.to_timedelta(rng.integers(0, 400, n), unit="D"))
+                      .strftime("%Y-%m-%d")}).to_csv(root / site / "events.csv", index=False)
+
+
+def test_identical_runs_differ_only_in_documented_manifest_fields(tmp_path, cache_dir):
+    _tiny_sites(tmp_path)
+    runs = [tmp_path / "run1", tmp_path / "run2"]
+    with warnings.catch_warnings(), redirect_stderr(io.StringIO()), redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        for out in runs:
+            assert main(["--threads", "1", "align", str(tmp_path / "A"), str(tmp_path / "B"), "--reference", "B",
+                         "--out", str(out), "--cache-dir", str(cache_dir), "--quiet"]) == 0
+            assert main(["--threads", "1", "build-hierarchy", str(out), "--out", str(out / "h.graphml"),
+                         "--epochs", "2", "--quiet"]) == 0
+    for name in ("mapping.csv", "concepts.csv", "embeddings.npz", "h.graphml"):
+        assert (runs[0] / name).read_bytes() == (runs[1] / name).read_bytes(), name
+    for name in ("manifest.json", "h.manifest.json"):
+        a, b = (dict(_flat(json.loads((r / name).read_text()))) for r in runs)
+        differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+        assert differ, name  # timings at least
+        assert [k for k in differ if not VOLATILE.search(k)] == [], name
