@@ -139,6 +139,8 @@ def test_colon_in_codes_keeps_every_leaf(tmp_path):
     back = Hierarchy.load(h.save(tmp_path / "h.graphml"))
     assert set(back.leaves()["node"]) == {f"A:{c}" for c in codes}
     assert back.ancestors("A:b:K0")[-1] == back.root
+    with pytest.raises(MashInputError, match="e.g. A:b:K0"):
+        back.ancestors("b:K0")
 
 
 # ------------------------------------------------------------------ 3. incomplete alignment directories
@@ -358,14 +360,18 @@ def test_out_in_a_read_only_folder_is_refused_first(tmp_path, capsys):
 
 
 def test_dollar_signs_are_drawn_as_text(tmp_path):
-    desc = [f"costs ${i} to $treat" for i in range(12)]
-    h = build_hierarchy(tiny_alignment(descriptions=desc, sites=["$A", "B$"] * 6), **FAST)
-    h.plot(tmp_path / "h.png", label_depth=5)
+    g = nx.DiGraph()  # labels that matplotlib's mathtext cannot parse
+    g.add_node("root", kind="root", label="All", depth=0, coordinates="0 0")
+    for i in range(3):
+        g.add_node(f"s$:c{i}", kind="code", site="s$", code=f"c{i}", label=f"costs $5 or $\\frac{{$ {i}",
+                   depth=1, coordinates=f"0.{i + 1} 0.2")
+        g.add_edge("root", f"s$:c{i}")
+    Hierarchy(g).plot(tmp_path / "h.png", title="$\\frac{$")
     assert (tmp_path / "h.png").stat().st_size > 0
     from mash.models.projection import plot_projection
 
     plot_projection(np.random.default_rng(0).normal(size=(20, 2)), np.arange(20) % 2, tmp_path / "p.svg",
-                    title="$target: test patients")
+                    title="$y^$: test patients")
     assert (tmp_path / "p.svg").read_text().lstrip().startswith("<?xml")
 
 

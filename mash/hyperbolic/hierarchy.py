@@ -197,12 +197,11 @@ class Hierarchy:
             prefix is named as such).
         """
         if node not in self.graph:
-            hint = ""
-            if ":" not in str(node):
-                sites = sorted({s for _, s in self.graph.nodes(data="site") if s})
-                owners = [s for s in sites if f"{s}:{node}" in self.graph]
-                if owners:
-                    hint = f"; leaves are named site:code, e.g. {owners[0]}:{node}"
+            hint = ""  # a bare code, which may itself contain ':'
+            sites = sorted({s for _, s in self.graph.nodes(data="site") if s})
+            owners = [s for s in sites if f"{s}:{node}" in self.graph]
+            if owners:
+                hint = f"; leaves are named site:code, e.g. {owners[0]}:{node}"
             raise MashInputError(f"node {node!r} is not in the hierarchy{hint}")
         out = []
         cur = list(self.graph.predecessors(node))
