@@ -428,3 +428,22 @@ def test_list_shaped_or_corrupt_manifests_are_input_errors(tmp_path, text):
 
 def test_errors_are_mash_errors():
     assert issubclass(MashInputError, MashError)
+
+
+def test_checkpoint_files_of_another_run_are_refused(tmp_path):
+    from mash.models.checkpoint import load_checkpoint, save_checkpoint
+    from mash.models.config import ModelConfig
+    from mash.models.registry import make_encoder
+    from mash.vocab import Vocabulary
+
+    vocab = Vocabulary.from_hierarchy(build_hierarchy(tiny_alignment(), **FAST))
+    model = ModelConfig(dim=8, layers=1, heads=2, init=False)
+    ck = tmp_path / "ck"
+    (ck).mkdir()
+    (ck / ".model.pt.k1ll3d00.tmp").write_bytes(b"half")
+    save_checkpoint(ck, make_encoder(model, len(vocab), None), model, vocab, {"kind": "test"})
+    assert not list(ck.glob(".*.tmp"))
+    assert load_checkpoint(ck)[3]["kind"] == "test"
+    (ck / "tokenizer.json").write_text((ck / "tokenizer.json").read_text() + " ")
+    with pytest.raises(MashInputError, match="tokenizer.json: is not the file manifest.json describes"):
+        load_checkpoint(ck)

@@ -33,7 +33,7 @@ _XML_FORBIDDEN = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ff
 
 
 def xml_forbidden(text: str) -> int:
-    """Number of characters of ``text`` that XML 1.0 forbids.
+    r"""Number of characters of ``text`` that XML 1.0 forbids.
 
     >>> xml_forbidden("a\x0bb\x0c")
     2
@@ -42,7 +42,7 @@ def xml_forbidden(text: str) -> int:
 
 
 def xml_clean(text: str) -> str:
-    """``text`` without the characters XML 1.0 forbids (whitespace controls become a space).
+    r"""``text`` without the characters XML 1.0 forbids (whitespace controls become a space).
 
     >>> xml_clean("a\x0bb\x00c")
     'a bc'

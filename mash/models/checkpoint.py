@@ -106,8 +106,6 @@ def load_checkpoint(path: str | Path) -> tuple[SequenceEncoder, ModelConfig, Voc
     if not pt.is_file():
         raise MashInputError("not a mash checkpoint (no model.pt)", file=root)
     manifest = read_manifest(root / "manifest.json")
-    if "files" in manifest:
-        verify_file_hashes(root, manifest["files"], root / "manifest.json")
     try:
         payload = torch.load(pt, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types on a damaged file
@@ -122,6 +120,8 @@ def load_checkpoint(path: str | Path) -> tuple[SequenceEncoder, ModelConfig, Voc
     except (RuntimeError, KeyError) as exc:
         first = str(exc).splitlines()[0]
         raise MashInputError(f"weights do not fit the model: {first}", file=pt) from None
+    if "files" in manifest:  # last: the checks above name the problem more precisely
+        verify_file_hashes(root, manifest["files"], root / "manifest.json")
     return encoder.eval(), model, vocab, manifest
 
 
