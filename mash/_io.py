@@ -121,3 +121,106 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def stale_temporaries(directory: str | Path, names: list[str] | tuple[str, ...]) -> list[Path]:
+    """Temporaries that :func:`atomic_path` left beside ``names`` in ``directory``.
+
+    A run killed while writing leaves ``.NAME.XXXXXXXX.tmp`` files behind; they are
+    never read, only removed by the next write of the same outputs.
+    """
+    d = Path(directory)
+    if not d.is_dir():
+        return []
+    found: list[Path] = []
+    for name in names:
+        p = Path(name)
+        folder = d / p.parent
+        if folder.is_dir():
+            found += sorted(folder.glob(f".{p.name}.*.tmp"))
+    return found
+
+
+def remove_stale_temporaries(directory: str | Path, names: list[str] | tuple[str, ...]) -> list[Path]:
+    """Remove :func:`stale_temporaries` of ``names`` in ``directory``; return what was removed."""
+    removed = stale_temporaries(directory, names)
+    for p in removed:
+        p.unlink(missing_ok=True)
+    return removed
+
+
+def file_hashes(directory: str | Path, names: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``{name: sha256}`` of files of ``directory``, for a manifest written after them."""
+    return {name: sha256_file(Path(directory) / name) for name in names}
+
+
+def verify_file_hashes(directory: str | Path, hashes: Any, manifest: str | Path) -> None:
+    """Refuse a directory whose files are not those its manifest recorded.
+
+    Parameters
+    ----------
+    directory : str or Path
+    hashes : dict
+        ``{name: sha256}`` as :func:`file_hashes` wrote it into the manifest.
+    manifest : str or Path
+        The manifest file, named in the error.
+
+    Raises
+    ------
+    MashInputError
+        A recorded file is missing or its bytes changed since the manifest was written
+        (a run killed while replacing its outputs, or files from two runs).
+    """
+    from mash.errors import MashInputError
+
+    if not isinstance(hashes, dict):
+        raise MashInputError("corrupt manifest: 'files' is not a mapping", file=manifest)
+    for name, digest in sorted(hashes.items()):
+        path = Path(directory) / name
+        if not path.is_file():
+            raise MashInputError(f"{name} is missing but listed in the manifest", file=manifest)
+        if sha256_file(path) != digest:
+            raise MashInputError(
+                f"is not the file {Path(manifest).name} describes (sha256 differs): files from two "
+                "runs, or a run killed while writing; rerun the command that wrote it",
+                file=path,
+            )
+
+
+def check_out_path(path: str | Path, *, kind: str = "dir", option: str = "--out") -> Path:
+    """Check before any computation that ``path`` can be written as a directory or a file.
+
+    Parameters
+    ----------
+    path : str or Path
+    kind : {"dir", "file"}
+        What will be written at ``path``.
+    option : str
+        The option named in the error.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    MashInputError
+        ``path`` is a file (for a directory) or a directory (for a file), lies under a
+        file, or its nearest existing folder is not writable.
+    """
+    from mash.errors import MashInputError
+
+    p = Path(path)
+    if kind == "dir" and p.exists() and not p.is_dir():
+        raise MashInputError(f"{option} must be a directory, but this is a file", file=p)
+    if kind == "file" and p.is_dir():
+        raise MashInputError(f"{option} must be a file name, but this is a directory", file=p)
+    target = p if kind == "dir" and p.is_dir() else p.parent
+    probe = target
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise MashInputError(f"{option} cannot be written: {probe} is a file, not a folder", file=p)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise MashInputError(f"{option} cannot be written: no write permission in {probe}", file=p)
+    return p

@@ -483,6 +483,25 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse an output that cannot be written before any computation (one line each):
+    ``--out`` (OUT_DIR of simulate) that is a file, under a file or in a read-only folder,
+    a ``--format`` that contradicts the suffix, a ``--plot`` of an unknown suffix."""
+    from mash._io import check_out_path
+
+    is_file = args.command == "build-hierarchy"
+    check_out_path(args.out, kind="file" if is_file else "dir", option="OUT_DIR" if args.command == "simulate" else "--out")
+    if is_file:
+        from mash.hyperbolic.hierarchy import format_of
+
+        format_of(args.out, args.format)
+    if getattr(args, "plot", None) is not None:
+        valid = _choices("mash.hyperbolic.plot", "FORMATS")
+        if args.plot.suffix.lower().lstrip(".") not in valid:
+            raise MashInputError(f"--plot {args.plot.name!r}: unknown suffix; valid suffixes: {', '.join(valid)}")
+        check_out_path(args.plot, kind="file", option="--plot")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mash`` console script."""
     parser = _parser()
@@ -496,6 +515,7 @@ def main(argv: list[str] | None = None) -> int:
             from mash.threads import limit_threads
 
             with limit_threads(args.threads):
+                _check_outputs(args)
                 return handlers[args.command](args)
     except MashError as exc:
         print(f"mash: error: {exc}", file=sys.stderr)

@@ -338,6 +338,9 @@ class Site:
 def _check_name(name: Any) -> str:
     if not isinstance(name, str) or not name.strip():
         raise MashInputError(f"a site name must be a non-empty string, got {name!r}")
+    if ":" in name:  # leaf ids of a hierarchy are site:code; codes may contain ':'
+        raise MashInputError(f"a site name must not contain ':', got {name.strip()!r}; "
+                             "give another name (mash align --name)")
     return name.strip()
 
 

@@ -10,13 +10,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mash._io import write_csv, write_json, write_npz
+from mash._io import (
+    file_hashes,
+    remove_stale_temporaries,
+    verify_file_hashes,
+    write_csv,
+    write_json,
+    write_npz,
+)
 from mash.errors import MashInputError
 
 MAPPING_COLUMNS = ["site", "code", "reference_code", "score", "rank", "p_no_match"]
 REQUIRED_MAPPING_COLUMNS = MAPPING_COLUMNS[:5]  # alignments written before p_no_match existed load too
 CONCEPT_COLUMNS = ["concept_id", "site", "code", "description"]
 OPTIONAL_CONCEPT_COLUMNS = ["domain", "parent"]  # written when the sites' codes tables have them
+DATA_FILES = ("mapping.csv", "concepts.csv", "embeddings.npz")  # their sha256 is in the manifest
+REQUIRED_EMBEDDINGS = ("site", "code", "text", "vectors")
 
 
 def mapping_frame(
@@ -96,8 +105,10 @@ class Alignment:
         """Write the alignment to a directory (the format of ``docs/formats.md``).
 
         ``mapping.csv``, ``concepts.csv``, ``embeddings.npz`` and ``manifest.json``, each
-        written atomically, the manifest last, so a directory with a manifest is
-        complete. The same alignment gives byte-identical files.
+        written atomically. The old manifest is removed first and the new one, written
+        last, records each file's SHA-256 (``files``), so a directory with a manifest
+        is complete and :meth:`load` refuses files from two runs. Temporaries a killed
+        earlier run left are removed. The same alignment gives byte-identical files.
 
         Parameters
         ----------
@@ -110,12 +121,14 @@ class Alignment:
             ``out_dir``.
         """
         out = Path(out_dir)  # created by the atomic writers (mash._io.atomic_path)
+        remove_stale_temporaries(out, (*DATA_FILES, "manifest.json"))  # of a killed earlier run
+        (out / "manifest.json").unlink(missing_ok=True)  # until the new files are all in place
         write_csv(out / "mapping.csv", self.mapping[[c for c in MAPPING_COLUMNS if c in self.mapping.columns]])
         extra = [c for c in OPTIONAL_CONCEPT_COLUMNS if c in self.concepts.columns]
         write_csv(out / "concepts.csv", self.concepts[CONCEPT_COLUMNS + extra])
         emb = {k: (v.astype(str) if v.dtype == object else v) for k, v in self.embeddings.items()}
         write_npz(out / "embeddings.npz", **emb)
-        write_json(out / "manifest.json", self.manifest)
+        write_json(out / "manifest.json", {**self.manifest, "files": file_hashes(out, DATA_FILES)})
         return out
 
     @classmethod
@@ -133,8 +146,9 @@ class Alignment:
         Raises
         ------
         MashInputError
-            The directory or one of its four files is missing, or a file is corrupt
-            or lacks required columns (the file is named).
+            The directory or one of its four files is missing, a file is corrupt, lacks
+            required columns or arrays, or is not the file the manifest describes (its
+            SHA-256 or its row counts differ), or the files disagree with each other.
         """
         out = Path(out_dir)
         if not out.is_dir():
@@ -148,6 +162,11 @@ class Alignment:
             manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise MashInputError(f"corrupt manifest ({exc})", file=out / "manifest.json") from exc
+        if not isinstance(manifest, dict):
+            raise MashInputError(f"corrupt manifest: a JSON {type(manifest).__name__}, not an object",
+                                 file=out / "manifest.json")
+        if "files" in manifest:  # written since the manifest records its files' hashes
+            verify_file_hashes(out, manifest["files"], out / "manifest.json")
         frames = {}
         for name, cols in (("mapping.csv", REQUIRED_MAPPING_COLUMNS), ("concepts.csv", CONCEPT_COLUMNS)):
             try:
@@ -168,6 +187,8 @@ class Alignment:
                 emb = {k: z[k] for k in z.files}
         except Exception as exc:
             raise MashInputError(f"corrupt embeddings ({type(exc).__name__})", file=out / "embeddings.npz") from exc
+        check_embeddings(emb, out / "embeddings.npz")
+        check_counts(manifest, frames["mapping.csv"], frames["concepts.csv"], emb, out)
         return cls(
             reference=manifest.get("reference", ""),
             mapping=frames["mapping.csv"],
@@ -180,3 +201,53 @@ class Alignment:
         """Codes and aligned vectors of one site: (codes (n,), vectors (n, d))."""
         m = self.embeddings["site"] == site
         return self.embeddings["code"][m], self.embeddings["vectors"][m]
+
+
+def check_embeddings(emb: dict[str, np.ndarray], source: str | Path) -> None:
+    """Raise unless ``emb`` has the arrays of :data:`REQUIRED_EMBEDDINGS`, one row per code.
+
+    Raises
+    ------
+    MashInputError
+        Naming the first missing array or the first array of another length.
+    """
+    missing = [k for k in REQUIRED_EMBEDDINGS if k not in emb]
+    if missing:
+        raise MashInputError(f"missing arrays {missing} (has {sorted(emb)})", file=source)
+    n = len(emb["code"])
+    for k in ("site", "text", "vectors", "cooccurrence", "cooccurrence_reliable"):
+        if k in emb and (np.ndim(emb[k]) < 1 or len(emb[k]) != n):
+            raise MashInputError(f"array {k!r} has {len(np.atleast_1d(emb[k]))} rows, 'code' has {n}", file=source)
+    for k in ("text", "vectors"):
+        if np.ndim(emb[k]) != 2 or emb[k].dtype.kind not in "fiu":
+            raise MashInputError(f"array {k!r} must be a 2-D numeric array, got {emb[k].dtype} "
+                                 f"of shape {emb[k].shape}", file=source)
+
+
+def check_counts(manifest: dict[str, Any], mapping: pd.DataFrame, concepts: pd.DataFrame,
+                 emb: dict[str, np.ndarray], out: Path) -> None:
+    """Raise unless the files hold the rows the manifest counted (an incomplete or mixed directory).
+
+    Compares ``outputs.mapping_rows``, ``outputs.embedding_rows``, ``outputs.concepts``
+    and each site's ``codes`` with ``mapping.csv``, ``embeddings.npz`` and
+    ``concepts.csv``; counts the manifest lacks are not checked.
+    """
+    outputs = manifest.get("outputs", {})
+    outputs = outputs if isinstance(outputs, dict) else {}
+    found = {
+        ("mapping.csv", "mapping_rows", "candidate rows"): len(mapping),
+        ("embeddings.npz", "embedding_rows", "rows"): len(emb["code"]),
+        ("concepts.csv", "concepts", "concepts"): concepts["concept_id"].nunique(),
+    }
+    for (name, key, what), n in found.items():
+        if key in outputs and outputs[key] != n:
+            raise MashInputError(f"has {n} {what}, the manifest counted {outputs[key]}: an incomplete "
+                                 "or mixed alignment directory; rerun mash align", file=out / name)
+    sites = manifest.get("sites", {})
+    per_site = concepts["site"].value_counts()
+    for name, info in (sites.items() if isinstance(sites, dict) else ()):
+        want = info.get("codes") if isinstance(info, dict) else None
+        if want is not None and int(per_site.get(name, 0)) != want:
+            raise MashInputError(f"lists {int(per_site.get(name, 0))} codes of site {name}, the manifest "
+                                 f"counted {want}: an incomplete or mixed alignment directory; rerun mash align",
+                                 file=out / "concepts.csv")

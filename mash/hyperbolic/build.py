@@ -41,7 +41,7 @@ from mash.hyperbolic.decode import (
 )
 from mash.hyperbolic.embed import fit_hierarchy_embedding
 from mash.hyperbolic.geometry import dist0_from_norm
-from mash.hyperbolic.hierarchy import Hierarchy
+from mash.hyperbolic.hierarchy import Hierarchy, xml_clean, xml_forbidden
 from mash.labels import (
     BUILTIN_SOURCES,
     LabelForest,
@@ -318,11 +318,17 @@ def build_hierarchy(
     if con.duplicated(["site", "code"]).any():
         bad = con[con.duplicated(["site", "code"])].iloc[0]
         raise MashInputError(f"({bad['site']}, {bad['code']}) listed twice", file="concepts.csv")
+    check_concepts_cover_embeddings(con, alignment.embeddings)
+    concepts_hash = sha256_text(con.to_csv(index=False))
+    con, n_cleaned = clean_concept_text(con)
     concept_ids = np.asarray(sorted(con["concept_id"].unique()), dtype=object)
     n = len(concept_ids)
     if n < 2:
         raise MashInputError("a hierarchy needs at least two concepts", file="concepts.csv")
     warnings_: list[str] = []
+    if n_cleaned:
+        warnings_.append(f"{n_cleaned} characters that XML 1.0 cannot hold (control characters) were "
+                         "removed from descriptions (counted in the manifest)")
 
     with timer("vectors"):
         vectors = concept_vectors(alignment, concept_ids, cfg.cooc_weight)
@@ -380,11 +386,11 @@ def build_hierarchy(
         "command": "build-hierarchy",
         "alignment": source_path,
         **alignment_provenance(alignment, source_path),
-        "concepts_hash": sha256_text(con.to_csv(index=False)),
+        "concepts_hash": concepts_hash,
         "labels": list(labels),
         "label_sources": [s.name for s in sources],
         "parameters": asdict(cfg),
-        "counts": _counts(graph, n, forest),
+        "counts": {**_counts(graph, n, forest), "description_characters_removed": n_cleaned},
         "label_stats": forest.stats,
         "training": {"final_loss": round(emb.losses[-1], 6) if emb.losses else None,
                      "triplets_per_s": round(emb.triplets_per_s, 1)},
@@ -393,6 +399,60 @@ def build_hierarchy(
         "peak_rss_mb": max(timer.peak_rss_mb.values()),
     }
     return Hierarchy(graph, manifest)
+
+
+def check_concepts_cover_embeddings(con: pd.DataFrame, embeddings: dict[str, np.ndarray]) -> None:
+    """Raise unless every aligned (site, code) is in the concept table, and no site name has ``:``.
+
+    A leaf's id is ``site:code``; a ``:`` in a site name would make two leaves' ids
+    collide (``a:b`` + ``c`` and ``a`` + ``b:c``). Codes may contain ``:``.
+
+    Raises
+    ------
+    MashInputError
+        Naming the first (site, code) with an embedding but no concept row (an
+        incomplete or mixed alignment), or the first site name with a ``:``.
+    """
+    bad_site = sorted({s for s in con["site"].astype(str) if ":" in s})
+    if bad_site:
+        raise MashInputError(f"site name {bad_site[0]!r} contains ':', which separates site and code in "
+                             "the hierarchy's leaf ids; rename the site (mash align --name)", file="concepts.csv")
+    listed = pd.MultiIndex.from_arrays([con["site"].astype(str), con["code"].astype(str)])
+    emb = pd.MultiIndex.from_arrays([np.asarray(embeddings["site"]).astype(str),
+                                     np.asarray(embeddings["code"]).astype(str)])
+    absent = listed.get_indexer(emb) < 0
+    if absent.any():
+        site, code = emb[int(np.flatnonzero(absent)[0])]
+        raise MashInputError(f"{int(absent.sum())} aligned codes are missing, first ({site}, {code}): an "
+                             "incomplete or mixed alignment directory; rerun mash align", file="concepts.csv")
+
+
+def clean_concept_text(con: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Remove from descriptions the characters XML 1.0 forbids; refuse them in identifiers.
+
+    Returns
+    -------
+    concepts : DataFrame
+        ``con`` with cleaned descriptions (:func:`mash.hyperbolic.hierarchy.xml_clean`).
+    removed : int
+        Characters removed.
+
+    Raises
+    ------
+    MashInputError
+        A site, code or concept id holds such a character (row and column named).
+    """
+    for col in ("site", "code", "concept_id"):
+        bad = [i for i, v in enumerate(con[col].astype(str)) if xml_forbidden(v)]
+        if bad:
+            value = str(con[col].iloc[bad[0]])
+            raise MashInputError(f"{value!r} contains a control character that a hierarchy file cannot hold",
+                                 file="concepts.csv", row=bad[0] + 1, column=col)
+    text = con["description"].astype(str)
+    removed = int(sum(xml_forbidden(v) for v in text))
+    if removed:
+        con = con.assign(description=[xml_clean(v) for v in text])
+    return con, removed
 
 
 #: Files of an alignment directory that :func:`build_hierarchy` reads.
@@ -418,7 +478,7 @@ def alignment_provenance(alignment, source_path: str | None) -> dict[str, Any]:
         cache counters); ``embeddings_hash``: a hash of the aligned vectors used.
     """
     manifest = alignment.manifest or {}
-    stable = {k: v for k, v in manifest.items() if k not in ("timings_s", "text_cache", "peak_rss_mb")}
+    stable = {k: v for k, v in manifest.items() if k not in ("timings_s", "text_cache", "peak_rss_mb", "files")}
     h = hashlib.sha256()
     for key in sorted(alignment.embeddings):
         arr = np.ascontiguousarray(alignment.embeddings[key])

@@ -12,6 +12,8 @@ nodes ``concept_id``; known groups ``group`` (``source:code``).
 from __future__ import annotations
 
 import json
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,66 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from mash._io import atomic_path, write_json
+from mash._io import atomic_path, remove_stale_temporaries, sha256_file, write_json
 from mash.errors import MashInputError
 
 FORMATS = ("graphml", "json")
+SUFFIXES = {".graphml": "graphml", ".json": "json"}
+
+#: Characters XML 1.0 does not allow (``Char`` production): C0 controls but tab, LF and
+#: CR; surrogates; U+FFFE and U+FFFF.
+_XML_FORBIDDEN = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_forbidden(text: str) -> int:
+    r"""Number of characters of ``text`` that XML 1.0 forbids.
+
+    >>> xml_forbidden("a\x0bb\x0c")
+    2
+    """
+    return len(_XML_FORBIDDEN.findall(text))
+
+
+def xml_clean(text: str) -> str:
+    r"""``text`` without the characters XML 1.0 forbids (whitespace controls become a space).
+
+    >>> xml_clean("a\x0bb\x00c")
+    'a bc'
+    """
+    return _XML_FORBIDDEN.sub(lambda m: " " if m.group().isspace() else "", text)
+
+
+def _xml_safe_graph(graph: nx.DiGraph) -> tuple[nx.DiGraph, int]:
+    """A copy of ``graph`` with forbidden characters removed from string attributes.
+
+    Raises
+    ------
+    MashInputError
+        A node id holds such a character (an id cannot change).
+    """
+    bad = next((v for v in graph.nodes if xml_forbidden(str(v))), None)
+    if bad is not None:
+        raise MashInputError(f"node id {bad!r} contains a control character that GraphML cannot hold")
+    g = graph.copy()
+    removed = 0
+    for attrs in [d for _, d in g.nodes(data=True)] + [d for *_, d in g.edges(data=True)] + [g.graph]:
+        for k, v in attrs.items():
+            if isinstance(v, str) and xml_forbidden(v):
+                removed += xml_forbidden(v)
+                attrs[k] = xml_clean(v)
+    return g, removed
+
+
+def format_of(path: Path, format: str | None) -> str:  # noqa: A002
+    """The format to write ``path`` in; a known suffix must agree with ``format``."""
+    by_suffix = SUFFIXES.get(path.suffix.lower())
+    fmt = format or by_suffix or "graphml"
+    if fmt not in FORMATS:
+        raise MashInputError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+    if by_suffix is not None and by_suffix != fmt:
+        raise MashInputError(f"--format {fmt} does not match the suffix {path.suffix}; name the file "
+                             f"*.{fmt} or drop --format", file=path)
+    return fmt
 
 
 def manifest_path(path: str | Path) -> Path:
@@ -139,12 +197,11 @@ class Hierarchy:
             prefix is named as such).
         """
         if node not in self.graph:
-            hint = ""
-            if ":" not in str(node):
-                sites = sorted({s for _, s in self.graph.nodes(data="site") if s})
-                owners = [s for s in sites if f"{s}:{node}" in self.graph]
-                if owners:
-                    hint = f"; leaves are named site:code, e.g. {owners[0]}:{node}"
+            hint = ""  # a bare code, which may itself contain ':'
+            sites = sorted({s for _, s in self.graph.nodes(data="site") if s})
+            owners = [s for s in sites if f"{s}:{node}" in self.graph]
+            if owners:
+                hint = f"; leaves are named site:code, e.g. {owners[0]}:{node}"
             raise MashInputError(f"node {node!r} is not in the hierarchy{hint}")
         out = []
         cur = list(self.graph.predecessors(node))
@@ -163,7 +220,8 @@ class Hierarchy:
         path : str or Path
             Output file; its parent is created if missing.
         format : {"graphml", "json"}, optional
-            Default: ``"json"`` for a ``.json`` suffix, else GraphML.
+            Default: ``"json"`` for a ``.json`` suffix, else GraphML. A ``.graphml`` or
+            ``.json`` suffix must agree with it.
 
         Returns
         -------
@@ -173,19 +231,20 @@ class Hierarchy:
         Raises
         ------
         MashInputError
-            An unknown format.
+            An unknown format, or one that contradicts the suffix.
         """
         p = Path(path)
-        fmt = format or ("json" if p.suffix.lower() == ".json" else "graphml")
-        if fmt not in FORMATS:
-            raise MashInputError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+        fmt = format_of(p, format)
         p.parent.mkdir(parents=True, exist_ok=True)
+        mp = manifest_path(p)
+        remove_stale_temporaries(p.parent, (p.name, mp.name))  # of a killed earlier run
+        mp.unlink(missing_ok=True)  # an old manifest must not describe the new file
         if fmt == "graphml":
             self.to_graphml(p)
         else:
             self.to_json(p)
         if self.manifest:
-            write_json(manifest_path(p), self.manifest)
+            write_json(mp, {**self.manifest, "files": {p.name: sha256_file(p)}})
         return p
 
     def to_graphml(self, path: str | Path) -> None:
@@ -196,9 +255,13 @@ class Hierarchy:
         path : str or Path
             Nodes keep their attributes (``site``, ``code``, ``description``,
             ``concept_id`` on leaves; ``label``, ``depth``, ``kind`` and the hyperbolic
-            norm on every node); edges run parent → child.
+            norm on every node); edges run parent → child. Characters XML 1.0 forbids
+            are removed from attribute values (with a warning counting them).
         """
-        g = self.graph.copy()
+        g, removed = _xml_safe_graph(self.graph)
+        if removed:
+            warnings.warn(f"{removed} characters that XML 1.0 cannot hold were removed from {path}",
+                          stacklevel=2)
         g.graph.update({"generator": "mash", "mash_version": str(self.manifest.get("mash_version", ""))})
         with atomic_path(path) as tmp:
             nx.write_graphml(g, tmp, encoding="utf-8", prettyprint=True)
@@ -216,7 +279,8 @@ class Hierarchy:
         Parameters
         ----------
         path : str or Path
-            A ``.json`` suffix is read as node-link JSON, anything else as GraphML.
+            Node-link JSON when the file starts with ``{`` (whatever its suffix), else
+            GraphML.
 
         Returns
         -------
@@ -226,13 +290,16 @@ class Hierarchy:
         ------
         MashInputError
             A missing or unreadable file, or a graph that is not a tree (one root, one
-            parent per node, no cycle).
+            parent per node, no cycle), or a manifest beside it that describes another
+            file (SHA-256).
         """
         p = Path(path)
         if not p.is_file():
             raise MashInputError("hierarchy file not found", file=p)
         try:
-            if p.suffix.lower() == ".json":
+            with open(p, "rb") as fh:
+                head = fh.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+            if head.startswith(b"{"):
                 data = json.loads(p.read_text(encoding="utf-8"))
                 graph = nx.node_link_graph(data, directed=True, edges="edges")
             else:
@@ -247,8 +314,14 @@ class Hierarchy:
         if mp.is_file():
             try:
                 manifest = json.loads(mp.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as exc:
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise MashInputError(f"corrupt manifest ({exc})", file=mp) from exc
+            if not isinstance(manifest, dict):
+                raise MashInputError(f"corrupt manifest: a JSON {type(manifest).__name__}, not an object", file=mp)
+            files = manifest.get("files")  # written since manifests record their file's hash
+            if files is not None and (not isinstance(files, dict) or sha256_file(p) not in files.values()):
+                raise MashInputError(f"is not the file {mp.name} describes (sha256 differs): files from two "
+                                     "runs, or a run killed while writing; rerun mash build-hierarchy", file=p)
         return cls(graph, manifest)
 
     def plot(self, path: str | Path, *, label_depth: int = 2, title: str | None = None) -> Path:

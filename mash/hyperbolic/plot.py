@@ -21,7 +21,7 @@ from mash._io import atomic_path
 from mash.errors import MashError
 from mash.trees import tree_levels
 
-__all__ = ["FORMATS", "plot_disk", "project_to_disk"]
+__all__ = ["FORMATS", "check_plot_path", "plot_disk", "project_to_disk"]
 
 #: File suffixes :func:`plot_disk` can write.
 FORMATS: tuple[str, ...] = ("png", "pdf", "svg")
@@ -30,6 +30,20 @@ _ARC_POINTS = 12  # points per drawn geodesic arc
 _ARC_MIN_LENGTH = 0.02  # shorter edges are drawn straight (the arc equals its chord)
 _LABEL_CHARS = 28  # label line width before wrapping
 _LABEL_LINES = 2
+
+
+def check_plot_path(path: str | Path) -> str:
+    """The format of a picture file from its suffix (one of :data:`FORMATS`).
+
+    Raises
+    ------
+    MashError
+        An unsupported suffix (checked before any computation by the commands).
+    """
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise MashError(f"cannot write {Path(path).name!r}: unknown suffix; valid suffixes: {', '.join(FORMATS)}")
+    return fmt
 
 
 def project_to_disk(points: np.ndarray) -> np.ndarray:
@@ -162,10 +176,7 @@ def plot_disk(
     set or required and nothing is left open.
     """
     path = Path(path)
-    fmt = path.suffix.lower().lstrip(".")
-    if fmt not in FORMATS:
-        valid = ", ".join(FORMATS)
-        raise MashError(f"cannot write {path.name!r}: unknown suffix; valid suffixes: {valid}")
+    fmt = check_plot_path(path)
     xy = np.asarray(coords, dtype=np.float64)
     levels = tree_levels(parent)
     par = np.asarray(parent, dtype=np.int64)
@@ -229,7 +240,7 @@ def plot_disk(
         handles = [
             ax.scatter([], [], color=colors[i], s=12, label=c) for i, c in enumerate(cats[:20])
         ]
-        ax.legend(
+        legend = ax.legend(
             handles=handles,
             loc="upper right",
             fontsize=6,
@@ -237,6 +248,8 @@ def plot_disk(
             title=None if len(cats) <= 20 else f"first 20 of {len(cats)}",
             title_fontsize=6,
         )
+        for t in legend.get_texts():  # site names are text, never mathtext ("$")
+            t.set_parse_math(False)
 
     for v in _label_nodes(par, levels, depth, label_depth, max_labels).tolist():
         x, y = xy[v]
@@ -251,10 +264,11 @@ def plot_disk(
             va=va,
             zorder=3,
             clip_on=True,
+            parse_math=False,  # descriptions are text: a "$" is a dollar sign
             bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7},
         )
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=10, parse_math=False)
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=dpi)

@@ -18,7 +18,13 @@ from typing import Any
 
 import torch
 
-from mash._io import atomic_path, write_json
+from mash._io import (
+    atomic_path,
+    file_hashes,
+    remove_stale_temporaries,
+    verify_file_hashes,
+    write_json,
+)
 from mash.errors import MashInputError
 from mash.models.base import SequenceEncoder
 from mash.models.config import ModelConfig, from_dict
@@ -34,6 +40,8 @@ __all__ = [
 ]
 
 FORMAT = "mash.checkpoint/1"
+#: Files whose SHA-256 the manifest records (``files``); ``head.pt`` is written after it.
+CHECKPOINT_FILES = ("model.pt", "vocab.json", "tokenizer.json")
 
 
 
@@ -56,7 +64,8 @@ def save_checkpoint(
     """Write ``model.pt``, ``vocab.json``, ``tokenizer.json`` and ``manifest.json``.
 
     Each file is written atomically (``mash._io.atomic_path``, which creates ``out_dir``
-    and its parents when missing).
+    and its parents when missing). Temporaries a killed earlier run left are removed and
+    the old manifest goes first; the new one, written last, records the files' SHA-256.
 
     Returns
     -------
@@ -64,6 +73,8 @@ def save_checkpoint(
         ``out_dir``.
     """
     out = Path(out_dir)
+    remove_stale_temporaries(out, (*CHECKPOINT_FILES, "manifest.json", "head.pt"))
+    (out / "manifest.json").unlink(missing_ok=True)
     state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
     payload = {
         "format": FORMAT,
@@ -75,7 +86,7 @@ def save_checkpoint(
     _save_torch(out / "model.pt", payload)
     vocab.save(out / "vocab.json")
     vocab.to_hf_tokenizer(out / "tokenizer.json")
-    write_json(out / "manifest.json", manifest)
+    write_json(out / "manifest.json", {**manifest, "files": file_hashes(out, CHECKPOINT_FILES)})
     return out
 
 
@@ -93,8 +104,9 @@ def load_checkpoint(path: str | Path) -> tuple[SequenceEncoder, ModelConfig, Voc
     Raises
     ------
     MashInputError
-        Missing files, a file that is not a mash checkpoint, or weights that do not
-        match the saved vocabulary.
+        Missing files, a file that is not a mash checkpoint, a corrupt manifest or one
+        that describes other files (SHA-256), or weights that do not match the saved
+        vocabulary.
     """
     root = Path(path)
     if root.is_file():
@@ -102,6 +114,7 @@ def load_checkpoint(path: str | Path) -> tuple[SequenceEncoder, ModelConfig, Voc
     pt = root / "model.pt"
     if not pt.is_file():
         raise MashInputError("not a mash checkpoint (no model.pt)", file=root)
+    manifest = read_manifest(root / "manifest.json")
     try:
         payload = torch.load(pt, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types on a damaged file
@@ -116,9 +129,28 @@ def load_checkpoint(path: str | Path) -> tuple[SequenceEncoder, ModelConfig, Voc
     except (RuntimeError, KeyError) as exc:
         first = str(exc).splitlines()[0]
         raise MashInputError(f"weights do not fit the model: {first}", file=pt) from None
-    manifest_file = root / "manifest.json"
-    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+    if "files" in manifest:  # last: the checks above name the problem more precisely
+        verify_file_hashes(root, manifest["files"], root / "manifest.json")
     return encoder.eval(), model, vocab, manifest
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A checkpoint's ``manifest.json`` as a dict (``{}`` when there is none).
+
+    Raises
+    ------
+    MashInputError
+        The file is not UTF-8 JSON or not a JSON object.
+    """
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MashInputError(f"corrupt manifest ({type(exc).__name__}: {exc})", file=path) from None
+    if not isinstance(manifest, dict):
+        raise MashInputError(f"corrupt manifest: a JSON {type(manifest).__name__}, not an object", file=path)
+    return manifest
 
 
 def check_vocabulary(payload: dict, vocab: Vocabulary, source: str | Path) -> None:

@@ -63,8 +63,13 @@ def silhouettes(x: np.ndarray, groups: np.ndarray, seed: int = 0, max_n: int = 5
 def plot_projection(
     points: np.ndarray, values: np.ndarray, path: str | Path, *, title: str = "", continuous: bool = False
 ) -> Path:
-    """Scatter ``points`` (n, 2) coloured by ``values``; written atomically as PNG."""
+    """Scatter ``points`` (n, 2) coloured by ``values``; written atomically in the format of
+    the suffix (png, pdf or svg). The title is plain text (a ``$`` is not mathtext)."""
     from matplotlib.figure import Figure
+
+    from mash.hyperbolic.plot import check_plot_path
+
+    fmt = check_plot_path(path)
 
     fig = Figure(figsize=(6, 5), dpi=120)
     ax = fig.add_subplot()
@@ -78,8 +83,8 @@ def plot_projection(
         ax.legend(loc="best", markerscale=3)
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=9, parse_math=False)
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format=fmt)
     return path

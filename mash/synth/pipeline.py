@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mash._io import sha256_file, write_csv, write_json
+from mash._io import sha256_file, stale_temporaries, write_csv, write_json
 from mash._version import __version__
 from mash.errors import MashInputError
 from mash.progress import Timer, bar
@@ -47,7 +48,24 @@ from mash.synth.write import (
     write_site,
 )
 
-__all__ = ["LatentSimulation", "SimulationResult", "simulate", "simulate_latent"]
+__all__ = ["LatentSimulation", "SimulationResult", "previous_outputs", "simulate", "simulate_latent"]
+
+#: Every file :func:`simulate` may write, relative to its output directory.
+OUTPUT_FILES = (
+    "simulation.json", "gold.csv", "opaque_key.csv", "unshared.csv",
+    *(f"{site}/{name}" for site in SITES
+      for name in ("codes.csv", "events.csv", "events.parquet", "outcomes.csv")),
+)
+
+
+def previous_outputs(out_dir: str | Path) -> list[Path]:
+    """Files an earlier :func:`simulate` left in ``out_dir``: its outputs and temporaries.
+
+    Other files are not the simulator's and are left alone.
+    """
+    out = Path(out_dir)
+    found = [out / name for name in OUTPUT_FILES if (out / name).is_file()]
+    return found + stale_temporaries(out, OUTPUT_FILES)
 
 # Named random streams, spawned in this order from ``default_rng(seed)``. Append new
 # names at the end only: a stream's draws depend on its position, so existing outputs
@@ -337,6 +355,13 @@ def simulate(
     outcome_stats: dict[str, dict[str, Any]] = {}
     events_name = f"events.{events_format}"
     with timer("write"):
+        # the manifest first, so a run killed from here on leaves no simulation.json
+        old = previous_outputs(out_dir)
+        for path in sorted(old, key=lambda q: q.name != "simulation.json"):
+            path.unlink(missing_ok=True)
+        if old:
+            warnings.warn(f"removed {len(old)} files of an earlier run in {out_dir}: "
+                          + ", ".join(str(q.relative_to(out_dir)) for q in old), stacklevel=2)
         for site in bar(SITES, "write sites", quiet=quiet):
             codes, events, written[site] = site_frames(
                 written_records[site],
