@@ -744,6 +744,24 @@ def _require(values: pa.ChunkedArray, file: str, column: str, what: str) -> None
     )
 
 
+#: control characters (C0 but tab, line feed and carriage return; DEL; C1): junk in an
+#: identifier, and characters that XML (GraphML) files cannot hold
+_CONTROL = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]"
+
+
+def _refuse_control(values: pa.ChunkedArray, file: str, column: str) -> None:
+    """Raise on the first identifier holding a control character (or a tab or line end)."""
+    bad = pc.fill_null(pc.match_substring_regex(values, f"{_CONTROL}|[\\t\\n\\r]"), False)
+    if not pc.any(bad).as_py():
+        return
+    i, n = _first(bad.to_numpy(zero_copy_only=False))
+    value = values[i].as_py()
+    raise MashInputError(
+        f"{value!r} holds a control character, tab or line end; identifiers cannot{_also(n)}",
+        file=file, row=i + 1, column=column,
+    )
+
+
 def _parse_time(
     arr: pa.ChunkedArray, file: str, tally: _Tally, *, static_ok: bool
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -967,6 +985,7 @@ def _prepare_codes(piece: _Piece, tally: _Tally) -> pd.DataFrame:
 
     code = _clean_text(cols["code"], file, "code", tally, count_trim="codes.code")
     _require(code, file, "code", "code")
+    _refuse_control(code, file, "code")
     codes_np = np.asarray(code.to_numpy(zero_copy_only=False), dtype=object)
     dup = pd.Series(codes_np).duplicated().to_numpy()
     if dup.any():
@@ -1079,8 +1098,10 @@ def _prepare_events(piece: _Piece, tally: _Tally, *, static_ok: bool) -> _EventC
         cols["subject_id"], file, "subject_id", tally, count_trim="events.subject_id"
     )
     _require(subject, file, "subject_id", "subject_id")
+    _refuse_control(subject, file, "subject_id")
     code = _clean_text(cols["code"], file, "code", tally, count_trim="events.code")
     _require(code, file, "code", "code")
+    _refuse_control(code, file, "code")
     time, keep = _parse_time(cols["time"], file, tally, static_ok=static_ok)
     value = _parse_values(cols.get("numeric_value"), piece.n_rows, file, tally)
     if not keep.all():
