@@ -380,6 +380,11 @@ def test_align_then_build_hierarchy_exit_0_or_2(descriptions, codes):
                 _one_error_line(err.getvalue())
                 return
             Alignment.load(out)
+            for name in ("A", "B"):  # the manifest's counts add up to the input
+                rep = json.loads((out / "manifest.json").read_text())["sites"][name]["skipped_or_repaired"]
+                dropped = sum(rep[k]["rows"] for k in ("unknown_event_codes", "duplicate_events", "static_events"))
+                assert rep["rows"]["events_read"] == 60 and rep["rows"]["events"] + dropped == 60
+                assert rep["rows"]["codes"] == 3
             mapping = pd.read_csv(out / "mapping.csv", dtype=str, keep_default_na=False)
             assert set(mapping["code"]) <= {c.strip() for c in codes}
             rc = main(["build-hierarchy", str(out), "--out", str(out / "h.graphml"), "--epochs", "2",
