@@ -125,3 +125,27 @@ def test_identical_runs_differ_only_in_documented_manifest_fields(tmp_path, cach
         differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
         assert differ, name  # timings at least
         assert [k for k in differ if not VOLATILE.search(k)] == [], name
+
+
+@pytest.mark.parametrize("refine_rounds", [0, 2])
+def test_align_progress_bar_total_matches_its_steps(tmp_path, cache_dir, monkeypatch, refine_rounds):
+    """The "align" bar's total (``_PairAligner.n_steps``) equals the steps it is advanced by."""
+    import contextlib
+
+    from mash.align import pipeline
+    from mash.sites import Site
+
+    seen: dict[str, list] = {"total": [], "labels": []}
+
+    @contextlib.contextmanager
+    def recording_steps(desc, total, *, quiet=False):
+        seen["total"].append(total)
+        yield seen["labels"].append
+
+    monkeypatch.setattr(pipeline, "steps", recording_steps)
+    _tiny_sites(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sites = [Site.load(tmp_path / "A"), Site.load(tmp_path / "B")]
+        pipeline.align(sites, "B", cache_dir=str(cache_dir), refine_rounds=refine_rounds, quiet=True)
+    assert seen["total"] == [len(seen["labels"])] and len(seen["labels"]) == 6 + refine_rounds
