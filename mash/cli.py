@@ -156,6 +156,9 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     a.add_argument("--transport-mass", choices=_choices("mash.align.pipeline", "TRANSPORT_MASSES"), default=d["transport_mass"],
                    help="code masses of that transport (default: %(default)s)")
+    a.add_argument("--cross-domain", action="store_true",
+                   help="let candidates cross domains (default: a code's candidates share its domain; codes "
+                        "without a domain match any)")
     a.add_argument("--concept-threshold", type=float, default=d["concept_threshold"], metavar="P",
                    help="minimum score of a mutual best match merged into one concept (default: %(default)s)")
     a.add_argument("--seed", type=int, default=d["seed"], help="seed of every random step (default: %(default)s)")
@@ -336,6 +339,7 @@ def _cmd_align(args: argparse.Namespace) -> int:
         transport=args.transport,
         transport_mass=args.transport_mass,
         concept_threshold=args.concept_threshold,
+        cross_domain=args.cross_domain,
         seed=args.seed,
         quiet=args.quiet,
     )

@@ -66,7 +66,8 @@ def _block_similarity(qb, r_t) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(qb, dtype=np.float32)) @ r_t
 
 
-def knn_blockwise(q, r, k: int, csls_k: int, *, block_rows: int | None = None, rows: np.ndarray | None = None) -> KnnResult:
+def knn_blockwise(q, r, k: int, csls_k: int, *, block_rows: int | None = None, rows: np.ndarray | None = None,
+                  groups: tuple[np.ndarray, np.ndarray] | None = None) -> KnnResult:
     """Top-``k`` reference rows per query and both CSLS radii, one block at a time.
 
     Parameters
@@ -83,6 +84,11 @@ def knn_blockwise(q, r, k: int, csls_k: int, *, block_rows: int | None = None, r
         about ``3 × block_rows × n_r × 4`` bytes.
     rows : ndarray of bool, shape (n_r,), optional
         Only these reference rows may be candidates (the radii still use all rows).
+    groups : (ndarray of int, shape (n_q,), ndarray of int, shape (n_r,)), optional
+        Group ids (e.g. domains) of the queries and the reference rows: a query's
+        candidates are rows of its own group; ``-1`` (no group) matches every group.
+        The radii still use all rows. Where a group has fewer than ``k`` rows, the
+        missing candidates have index ``-1``.
 
     Returns
     -------
@@ -112,14 +118,25 @@ def knn_blockwise(q, r, k: int, csls_k: int, *, block_rows: int | None = None, r
         col_top = torch.topk(torch.cat([col_top, blk], dim=0), kr, dim=0).values
         if banned is not None:
             sim[:, banned] = -torch.inf
+        if groups is not None:
+            sim.masked_fill_(~_same_group(groups[0][s : s + b], groups[1]), -torch.inf)
         vals, part = torch.topk(sim, kk, dim=1)
         vals, part = vals.numpy(), part.numpy()
         order = _order_rows(part, vals)[:, :k]
-        index[s : s + b] = np.take_along_axis(part, order, axis=1)
-        simk[s : s + b] = np.take_along_axis(vals, order, axis=1)
+        vals = np.take_along_axis(vals, order, axis=1)
+        part = np.take_along_axis(part, order, axis=1)
+        index[s : s + b] = np.where(np.isneginf(vals), -1, part) if groups is not None else part
+        simk[s : s + b] = vals
     # every column has seen n_q ≥ kr finite similarities, so its top kr are finite
     rad_r = col_top.mean(dim=0).numpy().astype(np.float32) if n_q else np.zeros(n_r, np.float32)
     return KnnResult(index, simk, rad_q, rad_r)
+
+
+def _same_group(gq: np.ndarray, gr: np.ndarray) -> torch.Tensor:
+    """(b, n_r) bool: query ``i`` may take reference row ``j`` (same group, or either is -1)."""
+    tq = torch.from_numpy(np.asarray(gq, np.int64))[:, None]
+    tr = torch.from_numpy(np.asarray(gr, np.int64))[None, :]
+    return (tq == tr) | (tq < 0) | (tr < 0)
 
 
 def _order_rows(idx: np.ndarray, vals: np.ndarray) -> np.ndarray:

@@ -138,18 +138,20 @@ def segment_topk(values: np.ndarray, pairs: PairSet, k: int) -> np.ndarray:
     ----------
     values : ndarray, shape (P,)
     pairs : PairSet
-        Every query must have at least ``k`` candidates.
     k : int
 
     Returns
     -------
     ndarray, shape (n_query, k), int64
+        ``-1`` after the last pair of a query with fewer than ``k`` candidates.
     """
-    if len(pairs) and pairs.sizes.min() < k:
-        raise ValueError(f"a query has {pairs.sizes.min()} candidates, fewer than k={k}")
     order = np.lexsort((pairs.reference, -values, pairs.query))
-    take = pairs.ptr[:-1, None] + np.arange(k)[None, :]
-    return order[take]
+    slot = np.arange(k)[None, :]
+    take = pairs.ptr[:-1, None] + slot
+    ok = slot < pairs.sizes[:, None]
+    if not len(order):
+        return np.full(take.shape, -1, np.int64)
+    return np.where(ok, order[np.minimum(take, len(order) - 1)], -1)
 
 
 def mutual_best(values: np.ndarray, pairs: PairSet, min_margin: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -34,6 +34,7 @@ from mash._version import __version__
 from mash.align.anchors import Anchors, read_anchor_file, shared_code_anchors
 from mash.align.candidates import KnnResult, knn_blockwise, pair_csls
 from mash.align.concepts import unify_concepts
+from mash.align.domains import domain_groups, domain_summary, open_missing_domains, same_group
 from mash.align.neural_ot import fit_neural_ot
 from mash.align.nomatch import FEATURES as NO_MATCH_FEATURES
 from mash.align.nomatch import em_prior, fit_no_match, query_features
@@ -120,6 +121,10 @@ class AlignConfig:
     concept_threshold : float
         Minimum score of a mutual best match to merge codes into one concept (and
         ``p_no_match`` below 0.5).
+    cross_domain : bool
+        Let candidates cross domains. By default a code's candidates are reference
+        codes of its own ``domain`` (codes without a domain, or sites without the
+        column, match every domain).
     seed : int
     quiet : bool
     """
@@ -147,6 +152,7 @@ class AlignConfig:
     transport_mass: str = "frequency"
     transport_iters: int = 300
     concept_threshold: float = 0.5
+    cross_domain: bool = False
     seed: int = 0
     quiet: bool = False
 
@@ -181,7 +187,8 @@ class AlignConfig:
             need(is_num(getattr(self, name)) and 0 <= getattr(self, name) <= 1, name, "a number in [0, 1]")
         need(self.transport in TRANSPORTS, "transport", f"one of {', '.join(TRANSPORTS)}")
         need(self.transport_mass in TRANSPORT_MASSES, "transport_mass", f"one of {', '.join(TRANSPORT_MASSES)}")
-        need(isinstance(self.quiet, bool), "quiet", "True or False")
+        for name in ("quiet", "cross_domain"):
+            need(isinstance(getattr(self, name), bool), name, "True or False")
 
 
 @dataclass
@@ -210,12 +217,22 @@ class _PairAligner:
         self.pairs: PairSet | None = None
         self.feats: dict[str, np.ndarray] = {}
         self.log: dict[str, Any] = {}
+        found = None if cfg.cross_domain else domain_groups(query.site.codes, ref.site.codes)
+        self.groups: tuple[np.ndarray, np.ndarray] | None = None
+        if found is not None:
+            self.groups, unmatched = open_missing_domains(*found)
+            if unmatched:
+                self.log["codes_of_domains_absent_from_reference"] = unmatched
+                warnings.warn(f"{sum(unmatched.values())} codes of site {query.site.name!r} are in domains the "
+                              f"reference lacks ({', '.join(sorted(unmatched))}): their candidates come from every "
+                              "domain", AlignmentWarning, stacklevel=2)
 
     # -- views -------------------------------------------------------------------
     def _search(self, name: str, qm, rm) -> None:
         cfg = self.cfg
         self.mats[name] = (qm, rm)
-        self.knn[name] = knn_blockwise(qm, rm, cfg.candidates, cfg.csls_k, block_rows=cfg.block_rows)
+        self.knn[name] = knn_blockwise(qm, rm, cfg.candidates, cfg.csls_k, block_rows=cfg.block_rows,
+                                       groups=self.groups)
 
     def _text_views(self, learned: dict[str, str]) -> list[str]:
         q_desc = self.q.site.codes["description"].tolist()
@@ -269,14 +286,15 @@ class _PairAligner:
         self.log["cooc_used"] = True
         self.log["cooc_map"] = "neural OT" if cfg.ot_steps > 0 else "procrustes"
         self.log["cooc_anchor_pairs"] = int(len(aq))
+        groups = None if self.groups is None else (self.groups[0][relq], self.groups[1][relr])
         sub = knn_blockwise(self.mapped_cooc[relq], self.r.cooc[relr], cfg.candidates, cfg.csls_k,
-                            block_rows=cfg.block_rows)
+                            block_rows=cfg.block_rows, groups=groups)
         rad_q = np.zeros(len(self.q.reliable), np.float32)
         rad_q[relq] = sub.radius_query
         rad_r = np.zeros(len(self.r.reliable), np.float32)
         rad_r[relr] = sub.radius_reference
         index = np.full((len(self.q.reliable), sub.index.shape[1]), -1, np.int64)
-        index[relq] = relr[sub.index]
+        index[relq] = np.where(sub.index >= 0, relr[np.maximum(sub.index, 0)], -1)
         self.knn["cooc"] = KnnResult(index, np.zeros(0, np.float32), rad_q, rad_r)
         self.mats["cooc"] = (self.mapped_cooc, self.r.cooc)
 
@@ -381,6 +399,9 @@ class _PairAligner:
         cfg = self.cfg
         q_desc = self.q.site.codes["description"].tolist()
         r_desc = self.r.site.codes["description"].tolist()
+        if self.groups is not None:  # identical code strings in two domains are not the same thing
+            keep = same_group(self.groups, shared.query, shared.reference)
+            shared = Anchors(shared.query[keep], shared.reference[keep], shared.source[keep])
         base = self.file_anchors.union(shared)
         self._text_views({})
         self._update_pairs(base, TEXT_VIEWS)
@@ -445,7 +466,8 @@ class _PairAligner:
             warnings.warn(f"top_k {cfg.top_k} is more than the reference's {k} codes: at most {k} candidates per "
                           "code", AlignmentWarning, stacklevel=2)
         top = segment_topk(logits, self.pairs, k)
-        idx, scores = self.pairs.reference[top], prob[top].astype(np.float32)
+        idx = np.where(top >= 0, self.pairs.reference[np.maximum(top, 0)], -1)
+        scores = np.where(top >= 0, prob[np.maximum(top, 0)], np.nan).astype(np.float32)
         p_none = self._no_match(names, fit.weights, logits, transported, anchors)
         # confident one-to-one matches for concepts: mutual best, probability ≥ threshold,
         # and more likely than not to have a counterpart
@@ -454,6 +476,8 @@ class _PairAligner:
         ok = (prob[at] >= cfg.concept_threshold) & (p_none[rows] < 0.5)
         self.matches = (rows[ok], cols[ok])
         step("p_no_match")
+        self.log["domains"] = domain_summary(self.q.site.codes, self.r.site.codes, idx, scores, p_none,
+                                             self.matches[0])
         return idx, scores, p_none
 
     def _no_match(self, names: list[str], weights: np.ndarray, logits: np.ndarray, transported: np.ndarray,

@@ -45,7 +45,8 @@ def mapping_frame(
         The site's codes, row i for ``idx[i]``.
     reference_codes : ndarray, shape (n_r,)
     idx : ndarray, shape (n_q, k)
-        Reference rows of each code's candidates, best first.
+        Reference rows of each code's candidates, best first; ``-1`` entries (a code
+        with fewer than ``k`` candidates, e.g. in a small domain) give no row.
     scores : ndarray, shape (n_q, k), optional
         Candidate scores; the column is left out when ``None``.
     p_no_match : ndarray, shape (n_q,), optional
@@ -57,7 +58,7 @@ def mapping_frame(
         {
             "site": site,
             "code": np.repeat(np.asarray(codes), k),
-            "reference_code": np.asarray(reference_codes)[idx.ravel()],
+            "reference_code": np.asarray(reference_codes)[np.maximum(idx.ravel(), 0)],
             "rank": np.tile(np.arange(1, k + 1), n_q),
         }
     )
@@ -65,7 +66,8 @@ def mapping_frame(
         frame.insert(3, "score", np.round(scores.ravel().astype(np.float64), 6))
     if p_no_match is not None:
         frame["p_no_match"] = np.repeat(np.round(np.asarray(p_no_match, np.float64), 6), k)
-    return frame
+    present = idx.ravel() >= 0
+    return frame if present.all() else frame[present].reset_index(drop=True)
 
 
 @dataclass
