@@ -397,3 +397,34 @@ def test_align_then_build_hierarchy_exit_0_or_2(descriptions, codes):
                 assert n_codes == 6  # every code of both sites is a leaf
             else:
                 _one_error_line(err.getvalue())
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(patients=st.sampled_from(["1", "2", "0", "-1", "x", "1.5"]),
+       conditions=st.sampled_from(["1", "5", "all", "0", "abc"]),
+       share=st.sampled_from(["0", "0.5", "0.99", "1", "-0.1", "nan"]),
+       opaque=st.sampled_from([[], ["--opaque", "site_A"], ["--opaque", "site_C"]]))
+def test_simulate_options_exit_0_or_2(patients, conditions, share, opaque):
+    """``mash simulate`` on any option values: 0 with a complete, readable output, or 2."""
+    from mash.cli import main
+
+    assume(conditions != "all")  # every usable condition: a full-size world, not a fuzz case
+    with tempfile.TemporaryDirectory() as tmp:
+        out, err = Path(tmp) / "sim", io.StringIO()
+        with warnings.catch_warnings(), redirect_stderr(err), redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            try:
+                rc = main(["simulate", str(out), "--patients", patients, "--conditions", conditions,
+                           "--unshared-share", share, *opaque, "--quiet"])
+            except SystemExit as exc:  # argparse refuses a malformed value
+                rc = exc.code
+        assert rc in (0, 2), err.getvalue()
+        if rc == 2:
+            _one_error_line(err.getvalue().replace("mash simulate: error:", "mash: error:"))
+            return
+        manifest = json.loads((out / "simulation.json").read_text())
+        assert manifest
+        gold = pd.read_csv(out / "gold.csv", dtype=str, keep_default_na=False)
+        codes_a = pd.read_csv(out / "site_A" / "codes.csv", dtype=str, keep_default_na=False)
+        codes_b = pd.read_csv(out / "site_B" / "codes.csv", dtype=str, keep_default_na=False)
+        assert set(gold["code"]) <= set(codes_a["code"]) and set(gold["reference_code"]) <= set(codes_b["code"])
