@@ -112,15 +112,35 @@ def sha256_text(*parts: str) -> str:
 
 
 def _json_default(o: Any) -> Any:
-    if isinstance(o, np.integer):
+    if isinstance(o, np.integer):  # floats and arrays were converted by _finite_or_null
         return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """A ``manifest.json`` (of an alignment, a hierarchy or a checkpoint) as a dict.
+
+    Returns ``{}`` when there is no such file.
+
+    Raises
+    ------
+    MashInputError
+        The file is not UTF-8 JSON or not a JSON object.
+    """
+    from mash.errors import MashInputError
+
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MashInputError(f"corrupt manifest ({type(exc).__name__}: {exc})", file=path) from None
+    if not isinstance(manifest, dict):
+        raise MashInputError(f"corrupt manifest: a JSON {type(manifest).__name__}, not an object", file=path)
+    return manifest
 
 
 def stale_temporaries(directory: str | Path, names: list[str] | tuple[str, ...]) -> list[Path]:

@@ -744,14 +744,14 @@ def _require(values: pa.ChunkedArray, file: str, column: str, what: str) -> None
     )
 
 
-#: control characters (C0 but tab, line feed and carriage return; DEL; C1): junk in an
-#: identifier, and characters that XML (GraphML) files cannot hold
-_CONTROL = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]"
+#: control characters (C0, tab and line ends included; DEL; C1): junk in an identifier,
+#: and most of them characters that XML (GraphML) files cannot hold
+_CONTROL = "[\\x00-\\x1f\\x7f-\\x9f]"
 
 
 def _refuse_control(values: pa.ChunkedArray, file: str, column: str) -> None:
     """Raise on the first identifier holding a control character (or a tab or line end)."""
-    bad = pc.fill_null(pc.match_substring_regex(values, f"{_CONTROL}|[\\t\\n\\r]"), False)
+    bad = pc.fill_null(pc.match_substring_regex(values, _CONTROL), False)
     if not pc.any(bad).as_py():
         return
     i, n = _first(bad.to_numpy(zero_copy_only=False))

@@ -44,3 +44,24 @@ def sample_hierarchy_file(sample_alignment, tmp_path_factory) -> Path:
                  "--epochs", "10", "--quiet"])
     assert code == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_sites(tmp_path_factory) -> Path:
+    """Two tiny sites ``A`` (4 codes) and ``B`` (5 codes) with 300 events each, under one
+    directory; read-only for the tests that share it."""
+    import numpy as np
+    import pandas as pd
+
+    root = tmp_path_factory.mktemp("tiny_sites")
+    rng = np.random.default_rng(0)
+    words = ["heart failure", "type 2 diabetes", "asthma", "chronic kidney disease", "hypertension"]
+    for site, codes in (("A", ["a1", "a2", "a3", "a4"]), ("B", ["b1", "b2", "b3", "b4", "b5"])):
+        (root / site).mkdir()
+        pd.DataFrame({"code": codes, "description": words[: len(codes)]}).to_csv(root / site / "codes.csv",
+                                                                                  index=False)
+        n = 300
+        pd.DataFrame({"subject_id": rng.integers(0, 40, n).astype(str), "code": rng.choice(codes, n),
+                      "time": (pd.Timestamp("2010-01-01") + pd.to_timedelta(rng.integers(0, 400, n), unit="D"))
+                      .strftime("%Y-%m-%d")}).to_csv(root / site / "events.csv", index=False)
+    return root

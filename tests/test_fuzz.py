@@ -183,22 +183,12 @@ ALIGN_FILES = ["manifest.json", "mapping.csv", "concepts.csv", "embeddings.npz"]
 
 
 @pytest.fixture(scope="module")
-def tiny_alignment(tmp_path_factory) -> Path:
+def tiny_alignment(tiny_sites, tmp_path_factory) -> Path:
     """A real alignment of two tiny sites (from ``mash align``)."""
     from mash.cli import main
 
-    root = tmp_path_factory.mktemp("fuzz_align")
-    rng = np.random.default_rng(0)
-    words = ["heart failure", "type 2 diabetes", "asthma", "chronic kidney disease", "hypertension"]
-    for site, codes in (("A", ["a1", "a2", "a3", "a4"]), ("B", ["b1", "b2", "b3", "b4", "b5"])):
-        (root / site).mkdir()
-        pd.DataFrame({"code": codes, "description": words[: len(codes)]}).to_csv(root / site / "codes.csv",
-                                                                                  index=False)
-        n = 300
-        pd.DataFrame({"subject_id": rng.integers(0, 40, n).astype(str), "code": rng.choice(codes, n),
-                      "time": (pd.Timestamp("2010-01-01") + pd.to_timedelta(rng.integers(0, 400, n), unit="D"))
-                      .strftime("%Y-%m-%d")}).to_csv(root / site / "events.csv", index=False)
-    out = root / "out"
+    root = tiny_sites
+    out = tmp_path_factory.mktemp("fuzz_align") / "out"
     with warnings.catch_warnings(), redirect_stderr(io.StringIO()), redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         assert main(["align", str(root / "A"), str(root / "B"), "--reference", "B", "--out", str(out),

@@ -9,10 +9,8 @@ import math
 import re
 import warnings
 from contextlib import redirect_stderr, redirect_stdout
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from mash._io import write_json
@@ -95,26 +93,12 @@ def _flat(obj, prefix=""):
         yield prefix, obj
 
 
-def _tiny_sites(root: Path) -> None:
-    rng = np.random.default_rng(0)
-    words = ["heart failure", "type 2 diabetes", "asthma", "chronic kidney disease", "hypertension"]
-    for site, codes in (("A", ["a1", "a2", "a3", "a4"]), ("B", ["b1", "b2", "b3", "b4", "b5"])):
-        (root / site).mkdir(parents=True)
-        pd.DataFrame({"code": codes, "description": words[: len(codes)]}).to_csv(root / site / "codes.csv",
-                                                                                  index=False)
-        n = 300
-        pd.DataFrame({"subject_id": rng.integers(0, 40, n).astype(str), "code": rng.choice(codes, n),
-                      "time": (pd.Timestamp("2010-01-01") + pd.to_timedelta(rng.integers(0, 400, n), unit="D"))
-                      .strftime("%Y-%m-%d")}).to_csv(root / site / "events.csv", index=False)
-
-
-def test_identical_runs_differ_only_in_documented_manifest_fields(tmp_path, cache_dir):
-    _tiny_sites(tmp_path)
+def test_identical_runs_differ_only_in_documented_manifest_fields(tmp_path, cache_dir, tiny_sites):
     runs = [tmp_path / "run1", tmp_path / "run2"]
     with warnings.catch_warnings(), redirect_stderr(io.StringIO()), redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         for out in runs:
-            assert main(["--threads", "1", "align", str(tmp_path / "A"), str(tmp_path / "B"), "--reference", "B",
+            assert main(["--threads", "1", "align", str(tiny_sites / "A"), str(tiny_sites / "B"), "--reference", "B",
                          "--out", str(out), "--cache-dir", str(cache_dir), "--quiet"]) == 0
             assert main(["--threads", "1", "build-hierarchy", str(out), "--out", str(out / "h.graphml"),
                          "--epochs", "2", "--quiet"]) == 0
@@ -128,7 +112,7 @@ def test_identical_runs_differ_only_in_documented_manifest_fields(tmp_path, cach
 
 
 @pytest.mark.parametrize("refine_rounds", [0, 2])
-def test_align_progress_bar_total_matches_its_steps(tmp_path, cache_dir, monkeypatch, refine_rounds):
+def test_align_progress_bar_total_matches_its_steps(tiny_sites, cache_dir, monkeypatch, refine_rounds):
     """The "align" bar's total (``_PairAligner.n_steps``) equals the steps it is advanced by."""
     import contextlib
 
@@ -143,9 +127,8 @@ def test_align_progress_bar_total_matches_its_steps(tmp_path, cache_dir, monkeyp
         yield seen["labels"].append
 
     monkeypatch.setattr(pipeline, "steps", recording_steps)
-    _tiny_sites(tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sites = [Site.load(tmp_path / "A"), Site.load(tmp_path / "B")]
+        sites = [Site.load(tiny_sites / "A"), Site.load(tiny_sites / "B")]
         pipeline.align(sites, "B", cache_dir=str(cache_dir), refine_rounds=refine_rounds, quiet=True)
     assert seen["total"] == [len(seen["labels"])] and len(seen["labels"]) == 6 + refine_rounds

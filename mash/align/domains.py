@@ -38,7 +38,7 @@ def domain_groups(query_codes: pd.DataFrame, reference_codes: pd.DataFrame
     (ndarray of int64, shape (n_q,), ndarray of int64, shape (n_r,), list of str) or None
         One id per distinct domain of the two sites, ``-1`` where a code has none, and
         the domain of each id; None when either site has no domains (nothing to
-        restrict).
+        restrict) or when the two sites share a single domain.
 
     Examples
     --------
@@ -52,6 +52,8 @@ def domain_groups(query_codes: pd.DataFrame, reference_codes: pd.DataFrame
     if dq is None or dr is None:
         return None
     names = sorted(set(dq.dropna()) | set(dr.dropna()))
+    if len(names) < 2:  # one domain (or none): every pair is allowed, no mask to apply
+        return None
     lookup = pd.Index(names)
 
     def ids(d: pd.Series) -> np.ndarray:

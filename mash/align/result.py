@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import pandas as pd
 
 from mash._io import (
     file_hashes,
+    read_manifest,
     remove_stale_temporaries,
     verify_file_hashes,
     write_csv,
@@ -160,13 +160,7 @@ class Alignment:
                 raise MashInputError(
                     f"not a complete alignment directory: {name} is missing", file=out
                 )
-        try:
-            manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise MashInputError(f"corrupt manifest ({exc})", file=out / "manifest.json") from exc
-        if not isinstance(manifest, dict):
-            raise MashInputError(f"corrupt manifest: a JSON {type(manifest).__name__}, not an object",
-                                 file=out / "manifest.json")
+        manifest = read_manifest(out / "manifest.json")
         if "files" in manifest:  # written since the manifest records its files' hashes
             verify_file_hashes(out, manifest["files"], out / "manifest.json")
         frames = {}

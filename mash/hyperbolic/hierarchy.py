@@ -21,7 +21,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from mash._io import atomic_path, remove_stale_temporaries, sha256_file, write_json
+from mash._io import atomic_path, read_manifest, remove_stale_temporaries, sha256_file, write_json
 from mash.errors import MashInputError
 
 FORMATS = ("graphml", "json")
@@ -309,15 +309,9 @@ class Hierarchy:
         if not isinstance(graph, nx.DiGraph):
             raise MashInputError("not a directed graph", file=p)
         check_tree(graph, p)
-        manifest = {}
         mp = manifest_path(p)
-        if mp.is_file():
-            try:
-                manifest = json.loads(mp.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise MashInputError(f"corrupt manifest ({exc})", file=mp) from exc
-            if not isinstance(manifest, dict):
-                raise MashInputError(f"corrupt manifest: a JSON {type(manifest).__name__}, not an object", file=mp)
+        manifest = read_manifest(mp)
+        if manifest:
             files = manifest.get("files")  # written since manifests record their file's hash
             if files is not None and (not isinstance(files, dict) or sha256_file(p) not in files.values()):
                 raise MashInputError(f"is not the file {mp.name} describes (sha256 differs): files from two "

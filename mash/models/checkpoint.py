@@ -12,7 +12,6 @@ Layout::
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch
 from mash._io import (
     atomic_path,
     file_hashes,
+    read_manifest,
     remove_stale_temporaries,
     verify_file_hashes,
     write_json,
@@ -132,25 +132,6 @@ def load_checkpoint(path: str | Path) -> tuple[SequenceEncoder, ModelConfig, Voc
     if "files" in manifest:  # last: the checks above name the problem more precisely
         verify_file_hashes(root, manifest["files"], root / "manifest.json")
     return encoder.eval(), model, vocab, manifest
-
-
-def read_manifest(path: Path) -> dict[str, Any]:
-    """A checkpoint's ``manifest.json`` as a dict (``{}`` when there is none).
-
-    Raises
-    ------
-    MashInputError
-        The file is not UTF-8 JSON or not a JSON object.
-    """
-    if not path.is_file():
-        return {}
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MashInputError(f"corrupt manifest ({type(exc).__name__}: {exc})", file=path) from None
-    if not isinstance(manifest, dict):
-        raise MashInputError(f"corrupt manifest: a JSON {type(manifest).__name__}, not an object", file=path)
-    return manifest
 
 
 def check_vocabulary(payload: dict, vocab: Vocabulary, source: str | Path) -> None:
