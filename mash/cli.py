@@ -291,6 +291,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--unshared-share", type=float, default=d["unshared_share"], metavar="SHARE",
                    help="share in [0, 1) of conditions site_B never records, without a counterpart "
                         "(default: %(default)s)")
+    s.add_argument("--sites", type=_positive_int, default=d["n_sites"], metavar="N", dest="n_sites",
+                   help="sites: site_A (ICD-9-CM), site_B (reference, ICD-10-CM), then site_C, ... "
+                        "(ICD-10-CM, their own populations and habits); 2 to 6 (default: %(default)s)")
+    s.add_argument("--domains", default=",".join(d["domains"]), metavar="LIST",
+                   help="comma-separated domains: diagnosis plus lab and/or medication "
+                        f"({', '.join(_choices('mash.synth.config', 'DOMAINS'))}; default: %(default)s)")
     s.add_argument("--quiet", action="store_true", help=quiet_help)
     return p
 
@@ -469,7 +475,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     res = simulate(args.out, n_patients=args.patients, seed=args.seed, n_conditions=args.conditions,
                    opaque_site=args.opaque, events_format=args.events_format,
                    reference_vocabulary=args.reference_vocabulary, quiet=args.quiet,
-                   unshared_share=args.unshared_share)
+                   unshared_share=args.unshared_share, n_sites=args.n_sites, domains=args.domains)
     for name in res.site_dirs:
         silent = res.n_codes_without_events.get(name, 0)
         _say(args.quiet, f"{name}: {res.n_codes[name]} codes" + (f" ({silent} without events)" if silent else "")

@@ -48,6 +48,16 @@ site_B for the unshared conditions, :func:`draw_unshared`). A
 condition first seen at visit :math:`v` is recorded again at each later visit with
 probability :math:`r_c`.
 
+More sites and domains
+----------------------
+``n_sites > 2`` adds ICD-10-CM sites site_C, ... with their own populations (their own
+random streams: site_A's and site_B's files do not change). ``domains`` adds labs and
+medications (:mod:`~mash.synth.clinical`, :mod:`~mash.synth.domains`): every lab test
+of a real LOINC catalog and every drug ingredient loads on the same latent processes as
+the conditions, so tests, drugs and diagnoses co-occur by biology; lab values follow the
+patient's process activity; the reference writes LOINC and RxNorm ingredient names, the
+other sites local ids with names, units and formularies in their own habits.
+
 Every stage is a pure function of its inputs and a ``numpy.random.Generator``:
 :func:`sample_world`, :func:`site_profiles`, :func:`simulate_patients` (the latent
 state, kept for outcome models), :func:`record_events` (coding) and
@@ -92,6 +102,11 @@ One stage each; every public name is also importable from :mod:`mash.synth`.
 - :mod:`~mash.synth.patients`: one site's latent patients (:func:`simulate_patients`);
 - :mod:`~mash.synth.coding`: coding into a site's vocabulary, the gold pairs;
 - :mod:`~mash.synth.outcomes`: prediction targets (:func:`simulate_outcomes`);
+- :mod:`~mash.synth.labs_catalog`, :mod:`~mash.synth.drugs_catalog`: the real lab tests
+  (LOINC, reference intervals, SI factors) and drug ingredients (RxNorm, brand names);
+- :mod:`~mash.synth.local_names`: each local site's naming habits;
+- :mod:`~mash.synth.clinical`: lab orders and values, medication orders;
+- :mod:`~mash.synth.domains`: labs and medications of every site as tables and gold;
 - :mod:`~mash.synth.write`: the codes, events, gold and key tables, and writing them;
 - :mod:`~mash.synth.pipeline`: :func:`simulate_latent` and :func:`simulate`.
 """
@@ -99,7 +114,13 @@ One stage each; every public name is also importable from :mod:`mash.synth`.
 from __future__ import annotations
 
 from mash.synth.coding import SiteRecords, gold_pairs, record_events
-from mash.synth.config import EVENTS_FORMATS, REFERENCE_VOCABULARIES, SITES, SimulationConfig
+from mash.synth.config import (
+    DOMAINS,
+    EVENTS_FORMATS,
+    REFERENCE_VOCABULARIES,
+    SITES,
+    SimulationConfig,
+)
 from mash.synth.outcomes import (
     EVENT_CHAPTERS,
     OUTCOME_COLUMNS,
@@ -110,7 +131,7 @@ from mash.synth.outcomes import (
 )
 from mash.synth.patients import PatientState, simulate_patients
 from mash.synth.pipeline import LatentSimulation, SimulationResult, simulate, simulate_latent
-from mash.synth.profiles import SiteProfile, draw_unshared, site_profiles
+from mash.synth.profiles import SiteProfile, draw_unshared, site_names, site_profiles
 from mash.synth.reference import (
     CHAPTER_NAMES,
     ReferenceTables,
@@ -129,6 +150,7 @@ __all__ = [
     "SiteRecords",
     "World",
     "CHAPTER_NAMES",
+    "DOMAINS",
     "EVENT_CHAPTERS",
     "EVENTS_FORMATS",
     "OUTCOME_COLUMNS",
@@ -147,5 +169,6 @@ __all__ = [
     "simulate_latent",
     "simulate_outcomes",
     "simulate_patients",
+    "site_names",
     "site_profiles",
 ]

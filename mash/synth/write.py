@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from mash.synth.profiles import subject_ids
 
 __all__ = [
     "gold_table",
+    "merge_domain_tables",
     "opaque_ids",
     "opaque_key_table",
     "site_frames",
@@ -90,6 +92,34 @@ def site_frames(
     return codes, events, written
 
 
+def merge_domain_tables(
+    codes: pd.DataFrame, events: pd.DataFrame, extra: Any
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A site's diagnosis tables with its lab and medication tables, sorted.
+
+    Parameters
+    ----------
+    codes, events : pandas.DataFrame
+        From :func:`site_frames`.
+    extra : mash.synth.domains.SiteDomainTables
+
+    Returns
+    -------
+    codes : DataFrame (code, description, domain), sorted by code
+    events : DataFrame (subject_id, time, code, numeric_value, unit), sorted by
+        subject, time, code
+    """
+    both = pd.concat([codes, extra.codes], ignore_index=True)
+    if both["code"].duplicated().any():  # local ids are drawn apart; a clash is a bug
+        clash = both.loc[both["code"].duplicated(), "code"].iloc[0]
+        raise AssertionError(f"simulated code {clash!r} written twice")
+    both = both.sort_values("code", kind="stable", ignore_index=True)
+    ev = events.assign(numeric_value=np.nan, unit="")
+    ev = pd.concat([ev, extra.events], ignore_index=True)
+    ev = ev.sort_values(["subject_id", "time", "code"], kind="stable", ignore_index=True)
+    return both, ev
+
+
 def write_events(path: Path, events: pd.DataFrame, fmt: str) -> None:
     """Write a site's events as ``events.csv`` or, for ``fmt="parquet"``, ``events.parquet``.
 
@@ -116,6 +146,15 @@ def write_events(path: Path, events: pd.DataFrame, fmt: str) -> None:
             "code": pa.array(events["code"].to_numpy(), type=pa.string()),
         }
     )
+    if "numeric_value" in events:
+        table = table.append_column(
+            "numeric_value", pa.array(events["numeric_value"].to_numpy(), type=pa.float64())
+        )
+    if "unit" in events:
+        unit = events["unit"].to_numpy(dtype=object)
+        table = table.append_column(
+            "unit", pa.array(np.where(unit == "", None, unit), type=pa.string())
+        )
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 
@@ -141,13 +180,14 @@ def write_site(site_dir: Path, codes: pd.DataFrame, events: pd.DataFrame, fmt: s
             stale.unlink()
 
 
-def gold_table(code: np.ndarray, reference_code: np.ndarray) -> pd.DataFrame:
-    """``gold.csv``: site_A's codes and their site_B counterparts, sorted.
+def gold_table(code: np.ndarray, reference_code: np.ndarray, site: str = "site_A") -> pd.DataFrame:
+    """``gold.csv`` rows: a site's codes and their site_B counterparts, sorted.
 
     Parameters
     ----------
     code, reference_code : ndarray of object (str), shape (n_pairs,)
-        Written codes of each pair at site_A and at site_B.
+        Written codes of each pair at ``site`` and at site_B.
+    site : str
 
     Returns
     -------
@@ -156,7 +196,7 @@ def gold_table(code: np.ndarray, reference_code: np.ndarray) -> pd.DataFrame:
     """
     return pd.DataFrame(
         {
-            "site": "site_A",
+            "site": site,
             "code": code,
             "reference_site": "site_B",
             "reference_code": reference_code,
