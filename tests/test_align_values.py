@@ -203,3 +203,13 @@ def test_bad_unit_type_in_parquet_is_one_line(tmp_path, capsys):
     rc = main(["align", str(a), str(a), "--reference", "A", "--out", str(tmp_path / "o"), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "unit" in err and "Traceback" not in err
+
+
+def test_sample_has_no_value_profiles_so_its_outputs_are_unchanged(sample_dir):
+    """The value features join the scorer only with a profile on either side; the bundled
+    sample (diagnoses only) has none, so its mapping and concepts stay byte-identical
+    (checked against main's outputs with ``cmp`` when the feature was added)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sites = [Site.load(sample_dir / n) for n in ("site_A", "site_B")]
+    assert not any(value_profiles(s).has_profile.any() for s in sites)
