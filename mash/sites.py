@@ -119,7 +119,9 @@ class Site:
         and kept), ``unknown_event_codes``, ``duplicate_events``,
         ``non_numeric_values``, ``static_events``, ``unknown_parents``,
         ``self_parents``, ``parent_cycles``, ``multiple_parents``,
-        ``unknown_domains``, ``trimmed_whitespace``, ``blank_optional_values`` and
+        ``unknown_domains``, ``trimmed_whitespace``, ``blank_optional_values``,
+        ``units_without_value``, ``codes_with_missing_units`` and
+        ``codes_with_several_units`` (the latter two counted in codes) and
         ``codes_without_events`` (codes listed but in no kept event: normal, kept,
         not warned about; its examples are the first in code order); each of the
         latter is a dict with at least ``rows`` (how many rows, or values) and

@@ -441,6 +441,9 @@ def test_report_has_every_key(tmp_path):
         "unknown_domains",
         "trimmed_whitespace",
         "blank_optional_values",
+        "units_without_value",
+        "codes_with_missing_units",
+        "codes_with_several_units",
         "codes_without_events",
     ):
         assert site.report[key]["rows"] == 0 or key == "blank_optional_values"
