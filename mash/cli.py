@@ -159,6 +159,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--cross-domain", action="store_true",
                    help="let candidates cross domains (default: a code's candidates share its domain; codes "
                         "without a domain match any)")
+    a.add_argument("--no-values", action="store_false", dest="use_values", default=d["use_values"],
+                   help="leave lab values and units out of the scorer (default: use_values=%(default)s: value "
+                        "features join it when a site has codes with at least 20 positive numeric values)")
     a.add_argument("--concept-threshold", type=float, default=d["concept_threshold"], metavar="P",
                    help="minimum score of a mutual best match merged into one concept (default: %(default)s)")
     a.add_argument("--seed", type=int, default=d["seed"], help="seed of every random step (default: %(default)s)")
@@ -346,6 +349,7 @@ def _cmd_align(args: argparse.Namespace) -> int:
         transport_mass=args.transport_mass,
         concept_threshold=args.concept_threshold,
         cross_domain=args.cross_domain,
+        use_values=args.use_values,
         seed=args.seed,
         quiet=args.quiet,
     )

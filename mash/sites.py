@@ -95,12 +95,13 @@ class Site:
         ``domain`` (``string``, lower case, ``<NA>`` where absent) and ``parent``
         (``string``, ``<NA>`` where absent).
     events : pandas.DataFrame
-        One row per distinct recorded event, shape ``(n_events, 5)``, with a
+        One row per distinct recorded event, shape ``(n_events, 6)``, with a
         ``RangeIndex`` and the columns ``subject_id`` (``string``), ``time``
         (``datetime64[ns]`` to the microsecond, naive; inputs with a UTC offset
         are converted to UTC),
         ``code`` (``string``), ``code_idx`` (``int32``, the row of ``code`` in
-        ``codes``) and ``numeric_value`` (``float64``, NaN where absent). Sorted by
+        ``codes``), ``numeric_value`` (``float64``, NaN where absent) and ``unit``
+        (``category`` of text, NaN where absent or no ``unit`` column). Sorted by
         ``(subject_id, time, code, numeric_value)`` with text compared by code
         point and NaN last; exact duplicates are collapsed, so the order does not
         depend on the input's row order. Zero rows, with these columns and dtypes,
@@ -118,7 +119,9 @@ class Site:
         and kept), ``unknown_event_codes``, ``duplicate_events``,
         ``non_numeric_values``, ``static_events``, ``unknown_parents``,
         ``self_parents``, ``parent_cycles``, ``multiple_parents``,
-        ``unknown_domains``, ``trimmed_whitespace``, ``blank_optional_values`` and
+        ``unknown_domains``, ``trimmed_whitespace``, ``blank_optional_values``,
+        ``units_without_value``, ``codes_with_missing_units`` and
+        ``codes_with_several_units`` (the latter two counted in codes) and
         ``codes_without_events`` (codes listed but in no kept event: normal, kept,
         not warned about; its examples are the first in code order); each of the
         latter is a dict with at least ``rows`` (how many rows, or values) and
@@ -419,7 +422,7 @@ class _Piece:
 
 
 _CODES_SPEC = _Spec("codes", ("code", "description"), ("domain", "parent"))
-_EVENTS_SPEC = _Spec("events", ("subject_id", "time", "code"), ("numeric_value",))
+_EVENTS_SPEC = _Spec("events", ("subject_id", "time", "code"), ("numeric_value", "unit"))
 
 
 def _normalise_name(name: Any) -> str:
@@ -1089,6 +1092,7 @@ class _EventColumns:
     code: pa.ChunkedArray
     time: np.ndarray  # datetime64[ns]
     value: np.ndarray  # float64
+    unit: pa.ChunkedArray  # string, null where absent
 
 
 def _prepare_events(piece: _Piece, tally: _Tally, *, static_ok: bool) -> _EventColumns:
@@ -1104,11 +1108,56 @@ def _prepare_events(piece: _Piece, tally: _Tally, *, static_ok: bool) -> _EventC
     _refuse_control(code, file, "code")
     time, keep = _parse_time(cols["time"], file, tally, static_ok=static_ok)
     value = _parse_values(cols.get("numeric_value"), piece.n_rows, file, tally)
+    unit = _parse_units(cols.get("unit"), piece.n_rows, file, tally)
     if not keep.all():
         mask = pa.array(keep)
-        subject, code = subject.filter(mask), code.filter(mask)
+        subject, code, unit = subject.filter(mask), code.filter(mask), unit.filter(mask)
         time, value = time[keep], value[keep]
-    return _EventColumns(subject, code, time, value)
+    return _EventColumns(subject, code, time, value, unit)
+
+
+def _parse_units(arr: pa.ChunkedArray | None, n: int, file: str, tally: _Tally) -> pa.ChunkedArray:
+    """``unit`` as stripped text, null where absent (blanks counted when the column exists)."""
+    if arr is None:
+        return pa.chunked_array([pa.nulls(n, pa.string())])
+    unit = _clean_text(arr, file, "unit", tally, count_trim=None)
+    tally.add_column("blank_optional_values", "events.unit", unit.null_count)
+    return unit
+
+
+def _count_unit_problems(
+    code_idx: np.ndarray, value: np.ndarray, unit: pa.ChunkedArray, tally: _Tally,
+    code_values: pa.Array,
+) -> None:
+    """Count units on rows without a value, codes with some units missing, codes with several.
+
+    All are kept: a code's unit is its most frequent one (see :mod:`mash.align.values`).
+    """
+    has_unit = ~unit.is_null().to_numpy(zero_copy_only=False)
+    has_value = np.isfinite(value)
+    orphan = has_unit & ~has_value
+    if orphan.any():
+        tally.add("units_without_value", int(orphan.sum()),
+                  _value_counts(unit.filter(pa.array(orphan))))
+    if not has_unit.any():
+        return
+    n_codes = len(code_values)
+    with_unit = np.bincount(code_idx[has_unit & has_value], minlength=n_codes)
+    without_unit = np.bincount(code_idx[~has_unit & has_value], minlength=n_codes)
+    missing = (with_unit > 0) & (without_unit > 0)
+    if missing.any():
+        names = code_values.filter(pa.array(missing)).to_pylist()
+        tally.add("codes_with_missing_units", int(missing.sum()),
+                  dict(zip(names, without_unit[missing].tolist(), strict=True)))
+    rows = np.flatnonzero(has_unit)
+    pairs = pd.DataFrame({"c": code_idx[rows],
+                          "u": unit.filter(pa.array(has_unit)).to_numpy(zero_copy_only=False)})
+    n_units = pairs.drop_duplicates().groupby("c").size()
+    several = n_units[n_units > 1]
+    if len(several):
+        names = code_values.take(pa.array(several.index.to_numpy())).to_pylist()
+        tally.add("codes_with_several_units", len(several),
+                  dict(zip(names, several.to_numpy().tolist(), strict=True)))
 
 
 def _concat_events(parts: list[_EventColumns]) -> _EventColumns:
@@ -1119,6 +1168,7 @@ def _concat_events(parts: list[_EventColumns]) -> _EventColumns:
         code=pa.chunked_array([c for p in parts for c in p.code.chunks], pa.string()),
         time=np.concatenate([p.time for p in parts]),
         value=np.concatenate([p.value for p in parts]),
+        unit=pa.chunked_array([c for p in parts for c in p.unit.chunks], pa.string()),
     )
 
 
@@ -1187,6 +1237,7 @@ def _empty_events() -> pd.DataFrame:
             "code": pd.Series([], dtype=_STRING),
             "code_idx": pd.Series([], dtype=np.int32),
             "numeric_value": pd.Series([], dtype=np.float64),
+            "unit": pd.Series(pd.Categorical([], categories=pd.Index([], dtype=object))),
         }
     )
 
@@ -1225,9 +1276,11 @@ def _assemble_events(
             )
         known = ~unknown
         subject = ev.subject.filter(pa.array(known))
+        unit = ev.unit.filter(pa.array(known))
         time, value, code_idx = ev.time[known], ev.value[known], code_idx[known]
     else:
-        subject, time, value = ev.subject, ev.time, ev.value
+        subject, time, value, unit = ev.subject, ev.time, ev.value, ev.unit
+    _count_unit_problems(code_idx, value, unit, tally, code_values)
 
     order, n_dup = _sort_and_dedupe(subject, time, code_idx, value, code_values)
     tally.add("duplicate_events", n_dup)
@@ -1241,8 +1294,18 @@ def _assemble_events(
             "code": _to_series(code_values.take(pa.array(code_idx))),
             "code_idx": pd.Series(code_idx, dtype=np.int32),
             "numeric_value": pd.Series(value[order], dtype=np.float64),
+            "unit": _to_category(unit.take(pa.array(order))),
         }
     )
+
+
+def _to_category(unit: pa.ChunkedArray) -> pd.Series:
+    """Units as a pandas categorical (a few distinct strings over millions of rows)."""
+    codes_ = pc.dictionary_encode(unit.combine_chunks())
+    idx = codes_.indices.to_numpy(zero_copy_only=False)
+    idx = np.where(codes_.indices.is_null().to_numpy(zero_copy_only=False), -1, idx)
+    cats = pd.Index(codes_.dictionary.to_pylist(), dtype=object)
+    return pd.Series(pd.Categorical.from_codes(idx.astype(np.int32), categories=cats))
 
 
 def _sort_and_dedupe(
@@ -1300,6 +1363,15 @@ _ACTIONS: dict[str, tuple[str, str]] = {
     "unknown_domains": ("kept", f"domain is not one of {', '.join(DOMAINS)}"),
     "trimmed_whitespace": ("stripped", "identifier with surrounding whitespace"),
     "blank_optional_values": ("set to <NA>/NaN", "optional value left blank"),
+    "units_without_value": ("kept", "unit given on an event without a numeric_value"),
+    "codes_with_missing_units": (
+        "kept",
+        "code with a unit on some valued events and none on others (counted in codes)",
+    ),
+    "codes_with_several_units": (
+        "kept; the code's unit is its most frequent",
+        "code recorded in several units (counted in codes)",
+    ),
     "codes_without_events": (
         "kept",
         "code listed in the codes file but in no kept event; aligned by description alone",
@@ -1316,6 +1388,9 @@ _WARNED = (
     "multiple_parents",
     "unknown_domains",
     "trimmed_whitespace",
+    "units_without_value",
+    "codes_with_missing_units",
+    "codes_with_several_units",
 )
 _WITH_EXAMPLES = (
     "unknown_event_codes",
@@ -1325,6 +1400,9 @@ _WITH_EXAMPLES = (
     "parent_cycles",
     "unknown_domains",
     "codes_without_events",
+    "units_without_value",
+    "codes_with_missing_units",
+    "codes_with_several_units",
 )
 
 
@@ -1378,6 +1456,18 @@ def _warn(site: Site, report: dict[str, Any]) -> None:
             f"{e['rows']} identifiers had surrounding whitespace, stripped ("
             + ", ".join(f"{k}: {v}" for k, v in e["by_column"].items())
             + ")"
+        ),
+        "units_without_value": lambda e: (
+            f"{e['rows']} events have a unit but no numeric_value (kept; e.g. "
+            f"{', '.join(map(repr, e['examples']))})"
+        ),
+        "codes_with_missing_units": lambda e: (
+            f"{e['rows']} codes have a unit on some valued events and none on others (kept; e.g. "
+            f"{', '.join(map(repr, e['examples']))})"
+        ),
+        "codes_with_several_units": lambda e: (
+            f"{e['rows']} codes are recorded in several units (kept; each code's unit is its "
+            f"most frequent; e.g. {', '.join(map(repr, e['examples']))})"
         ),
     }
     if "no_events" in report:

@@ -71,7 +71,7 @@ def test_load_csv_tables_and_dtypes(tmp_path):
         site = Site.load(path)
     assert site.name == "site_A"
     assert list(site.codes.columns) == ["code", "description", "domain", "parent"]
-    assert list(site.events.columns) == ["subject_id", "time", "code", "code_idx", "numeric_value"]
+    assert list(site.events.columns) == ["subject_id", "time", "code", "code_idx", "numeric_value", "unit"]
     assert isinstance(site.codes.index, pd.RangeIndex)
     assert isinstance(site.events.index, pd.RangeIndex)
     assert site.codes["code"].tolist() == ["0010", "0011", "25000", "LAB1"]  # file order
@@ -441,6 +441,9 @@ def test_report_has_every_key(tmp_path):
         "unknown_domains",
         "trimmed_whitespace",
         "blank_optional_values",
+        "units_without_value",
+        "codes_with_missing_units",
+        "codes_with_several_units",
         "codes_without_events",
     ):
         assert site.report[key]["rows"] == 0 or key == "blank_optional_values"
@@ -470,7 +473,7 @@ def assert_text_only(site: Site, n_codes: int) -> None:
     assert (site.n_codes, site.n_events, site.n_subjects) == (n_codes, 0, 0)
     assert site.n_codes_without_events == n_codes
     ev = site.events
-    assert list(ev.columns) == ["subject_id", "time", "code", "code_idx", "numeric_value"]
+    assert list(ev.columns) == ["subject_id", "time", "code", "code_idx", "numeric_value", "unit"]
     assert isinstance(ev.index, pd.RangeIndex)
     assert ev["subject_id"].dtype == "string" and ev["code"].dtype == "string"
     assert ev["time"].dtype == np.dtype("datetime64[ns]")

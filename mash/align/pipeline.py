@@ -50,6 +50,7 @@ from mash.align.procrustes import procrustes
 from mash.align.result import Alignment, mapping_frame
 from mash.align.scoring import ScorerFit, fit_listwise
 from mash.align.transport import TransportResult, sparse_unbalanced_sinkhorn
+from mash.align.values import VALUE_FEATURES, value_features, value_profiles
 from mash.cooccur import cooccurrence_embeddings
 from mash.errors import MashInputError
 from mash.progress import Timer, bar, steps
@@ -125,6 +126,9 @@ class AlignConfig:
         Let candidates cross domains. By default a code's candidates are reference
         codes of its own ``domain`` (codes without a domain, or sites without the
         column, match every domain).
+    use_values : bool
+        Add the lab-value features of :mod:`mash.align.values` (shape, scale, unit,
+        missing flag) when at least one site has codes with value profiles.
     seed : int
     quiet : bool
     """
@@ -153,6 +157,7 @@ class AlignConfig:
     transport_iters: int = 300
     concept_threshold: float = 0.5
     cross_domain: bool = False
+    use_values: bool = True
     seed: int = 0
     quiet: bool = False
 
@@ -187,7 +192,7 @@ class AlignConfig:
             need(is_num(getattr(self, name)) and 0 <= getattr(self, name) <= 1, name, "a number in [0, 1]")
         need(self.transport in TRANSPORTS, "transport", f"one of {', '.join(TRANSPORTS)}")
         need(self.transport_mass in TRANSPORT_MASSES, "transport_mass", f"one of {', '.join(TRANSPORT_MASSES)}")
-        for name in ("quiet", "cross_domain"):
+        for name in ("quiet", "cross_domain", "use_values"):
             need(isinstance(getattr(self, name), bool), name, "True or False")
 
 
@@ -218,6 +223,13 @@ class _PairAligner:
         self.feats: dict[str, np.ndarray] = {}
         self.log: dict[str, Any] = {}
         found = None if cfg.cross_domain else domain_groups(query.site.codes, ref.site.codes)
+        self.values = None
+        if cfg.use_values:
+            vq, vr = value_profiles(query.site), value_profiles(ref.site)
+            if vq.has_profile.any() or vr.has_profile.any():
+                self.values = (vq, vr)
+                self.log["values"] = {"query_codes_with_profiles": int(vq.has_profile.sum()),
+                                      "reference_codes_with_profiles": int(vr.has_profile.sum())}
         self.groups: tuple[np.ndarray, np.ndarray] | None = None
         if found is not None:
             self.groups, unmatched = open_missing_domains(*found)
@@ -348,6 +360,12 @@ class _PairAligner:
         fq = np.log((self.q.events + 1) / (self.q.events.sum() + 1))
         fr = np.log((self.r.events + 1) / (self.r.events.sum() + 1))
         self.feats["freq_gap"] = -np.abs(fq[p.query] - fr[p.reference]).astype(np.float32)
+        if self.values is not None:  # missing values: filled and flagged, as cooc_missing
+            vf = value_features(*self.values, p.query, p.reference)
+            fill = {"value_shape": 0.0, "value_scale": 0.0, "value_unit": 0.5}
+            for name in VALUE_FEATURES:
+                self.feats[name] = np.nan_to_num(vf[name], nan=fill.get(name, 0.0)).astype(np.float32)
+            self.log["values"]["pairs_with_value_features"] = int((vf["value_missing"] == 0).sum())
 
     def _text_score(self) -> np.ndarray:
         return sum(self.feats[n] for n in TEXT_VIEWS) / len(TEXT_VIEWS)
@@ -423,7 +441,7 @@ class _PairAligner:
             rel = self.feats["cooc_missing"] == 0
             anchors = anchors.union(self._mutual(self.feats["cooc"], "cooccurrence", cfg.anchor_margin, rel))
         step("co-occurrence map")
-        names = list(BASE_FEATURES)
+        names = list(BASE_FEATURES) + (list(VALUE_FEATURES) if self.values is not None else [])
         fit = None
         for round_ in range(cfg.refine_rounds + 1):
             fit = self._fit(names, anchors, None if fit is None else fit.weights)
