@@ -308,7 +308,7 @@ def _formulary(
 
     Each ordered ingredient gets one to three entries (strengths and forms, brand or
     generic per the site's habit); an order picks one of its ingredient's entries
-    from a per-site preference.
+    from a per-site preference. Entries that no order picked are not listed.
 
     Returns
     -------
@@ -343,4 +343,6 @@ def _formulary(
             "naming": np.where(is_brand, "brand", "generic"),
         }
     )
-    return codes[pick], entries
+    ordered = np.zeros(len(rows), dtype=bool)
+    ordered[pick] = True  # a formulary entry no order used is not listed
+    return codes[pick], entries[ordered].reset_index(drop=True)

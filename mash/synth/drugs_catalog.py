@@ -150,7 +150,9 @@ def load_drug_catalog() -> DrugCatalog:
             continue
         seen.add(name)
         base = base_name(name)
-        own = tuple(b for b in brands.get(base, ()) if "/" not in name)
+        words = [w for w in re.split(r"[\s/]+", name.upper()) if len(w) >= 4]
+        own = tuple(b for b in brands.get(base, ()) if "/" not in name
+                    and len(b.split()) <= 3 and not any(w in b for w in words))
         rows.append((cui, name, tuple(sorted(strengths.get(base, []))), tuple(sorted(forms.get(base, []))), own))
     return DrugCatalog(
         rxcui=np.array([r[0] for r in rows], dtype=object),
