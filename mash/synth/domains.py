@@ -79,7 +79,7 @@ def _events_frame(
 ) -> pd.DataFrame:
     ids = subject_ids(id_prefix, n_patients)
     days, inv = np.unique(day, return_inverse=True)
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "subject_id": ids[subject],
             "time": iso_dates(days)[inv],
@@ -88,6 +88,9 @@ def _events_frame(
             "unit": unit,
         }
     )
+    # two visits of a patient on one day may order the same drug (or give one value
+    # twice): one row, as the diagnoses' one row per (subject, day, code)
+    return frame.drop_duplicates(["subject_id", "time", "code", "numeric_value"], ignore_index=True)
 
 
 def _lab_tables(
