@@ -9,6 +9,7 @@ same sites:
 
   (a) text-only nearest neighbour: cosine of MiniLM embeddings of the raw
       descriptions, within the code's domain;
+  (b0) mash without co-occurrence and without values (text views and scorer only);
   (b) mash without co-occurrence (`min_events` above every count; values kept);
   (c) mash without values (`use_values=False`);
   (d) mash full (the default).
@@ -60,6 +61,7 @@ from mash.text import TextEmbedder  # noqa: E402
 OUT = Path(__file__).resolve().parent / "out"
 DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
 METHODS = {
+    "(b0) mash, no co-occurrence, no values": {"min_events": 10**9, "use_values": False},
     "(b) mash, no co-occurrence": {"min_events": 10**9},
     "(c) mash, no values": {"use_values": False},
     "(d) mash full": {},
@@ -287,6 +289,22 @@ def main() -> None:
         rows.append(row)
     cross = {name: cross_domain_top1(m, sites, reference) for name, m in mappings.items()}
     cols = ["site", "subset", "n"] + [f"{n} @{k}" for n in mappings for k in (1, 5)]
+    # brand-named drugs by how many events their code has (co-occurrence needs data)
+    brand = sets[("all", "medication: brand")]
+    n_events = pd.concat([s.events.groupby("code", observed=True).size().rename("events").reset_index()
+                          .assign(site=s.name) for s in sites])
+    n_events["code"] = n_events["code"].astype(str)
+    brand = brand.merge(n_events, on=["site", "code"], how="left")
+    for lo, hi in ((0, 50), (50, 200), (200, 10**12)):
+        sub = brand[(brand["events"] > lo) & (brand["events"] <= hi)]
+        if sub.empty:
+            continue
+        row = {"site": "all", "subset": f"medication: brand, {lo}-{hi if hi < 10**12 else ''} events",
+               "n": sub["code"].nunique()}
+        for name, mapping in mappings.items():
+            m = ranking_metrics(mapping, sub)
+            row[f"{name} @1"], row[f"{name} @5"] = m["hits@1"], m["hits@5"]
+        rows.append(row)
     print(f"\n{sim_dir.name}: {', '.join(f'{s.name} {s.n_codes} codes' for s in sites)}")
     print(table(rows, cols))
     print("top-1 candidates in another domain: " + ", ".join(f"{k}: {v}" for k, v in cross.items()))

@@ -63,7 +63,7 @@ class AlignmentWarning(UserWarning):
 
 
 TEXT_VIEWS = ("text_raw", "text_norm", "char", "word")
-BASE_FEATURES = [*TEXT_VIEWS, "cooc", "cooc_missing", "freq_gap"]
+BASE_FEATURES = [*TEXT_VIEWS, "cooc", "cooc_missing", "freq_gap", "cooc_gated"]
 TRANSPORTS = ("unbalanced", "none")
 TRANSPORT_MASSES = ("frequency", "uniform")
 
@@ -360,6 +360,15 @@ class _PairAligner:
         fq = np.log((self.q.events + 1) / (self.q.events.sum() + 1))
         fr = np.log((self.r.events + 1) / (self.r.events.sum() + 1))
         self.feats["freq_gap"] = -np.abs(fq[p.query] - fr[p.reference]).astype(np.float32)
+        # co-occurrence gated by how little the text says about the query: 1 − its best
+        # text similarity over its candidates. A linear score cannot otherwise lean on
+        # co-occurrence more for a brand-named drug (no text clue) than for a code whose
+        # name matches, as its weights are shared by all queries
+        text = self._text_score()
+        best = np.full(self.q.site.n_codes, -np.inf, np.float32)
+        np.maximum.at(best, p.query, text)
+        gate = np.clip(1.0 - best, 0.0, 1.0)[p.query]
+        self.feats["cooc_gated"] = (self.feats["cooc"] * gate).astype(np.float32)
         if self.values is not None:  # missing values: filled and flagged, as cooc_missing
             vf = value_features(*self.values, p.query, p.reference)
             fill = {"value_shape": 0.0, "value_scale": 0.0, "value_unit": 0.5}
