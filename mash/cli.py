@@ -275,8 +275,9 @@ def _parser() -> argparse.ArgumentParser:
     train_options(ft, FinetuneConfig)
 
     d = {**_defaults("mash.synth.config", "SimulationConfig"), **_defaults("mash.synth.pipeline", "simulate")}
-    s = sub.add_parser("simulate", help="write simulated ICD-9-CM / ICD-10-CM sites with GEM gold pairs",
-                       description="Write site_A (ICD-9-CM), site_B (ICD-10-CM), gold.csv and simulation.json "
+    s = sub.add_parser("simulate", help="write simulated sites (diagnoses, optionally labs and drugs) with gold pairs",
+                       description="Write site_A (ICD-9-CM), site_B (the reference, ICD-10-CM), more sites with "
+                                   "--sites, labs and medications with --domains, gold.csv and simulation.json "
                                    "to OUT_DIR.")
     s.add_argument("out", type=Path, metavar="OUT_DIR", help="output directory")
     s.add_argument("--patients", type=_positive_int, default=d["n_patients"], metavar="N",

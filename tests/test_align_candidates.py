@@ -56,6 +56,11 @@ def test_candidate_top1_equals_exhaustive_where_it_is_a_candidate(captured):
     cooc = np.zeros((n_q, n_r), np.float32)
     cooc[np.ix_(rq, rr)] = csls_from_similarity(qm[rq] @ rm[rr].T, pa.cfg.csls_k)
     logits += weights["cooc"] * np.where(missing, 0.0, cooc) + weights["cooc_missing"] * missing
+    # cooc_gated: the gate is the query's best text similarity over its candidates
+    text_best = np.full(n_q, -np.inf, np.float32)
+    np.maximum.at(text_best, pa.pairs.query, pa._text_score())
+    gate = np.clip(1.0 - text_best, 0.0, 1.0)
+    logits += weights["cooc_gated"] * np.where(missing, 0.0, cooc) * gate[:, None]
     fq = np.log((pa.q.events + 1) / (pa.q.events.sum() + 1))
     fr = np.log((pa.r.events + 1) / (pa.r.events.sum() + 1))
     logits += weights["freq_gap"] * -np.abs(fq[:, None] - fr[None, :])

@@ -184,3 +184,23 @@ def test_three_site_sample_is_reproduced(tmp_path):
     simulate(tmp_path, quiet=True, **params)
     for name, entry in manifest["files"].items():
         assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == entry["sha256"], name
+
+
+def test_a_site_with_one_domain_only(three):
+    """A lab-only site (its codes and events taken from site_A) aligns to a three-domain
+    reference: its candidates are lab codes only and most of its labs still match."""
+    codes = _read(three / "site_A" / "codes.csv")
+    events = _read(three / "site_A" / "events.csv")
+    labs = codes[codes["domain"] == "lab"].reset_index(drop=True)
+    ev = events[events["code"].isin(set(labs["code"]))].reset_index(drop=True)
+    ev["unit"] = ev["unit"].replace("", np.nan)
+    only = mash.Site.from_frames("labs_only", labs, ev)
+    ref = mash.Site.load(three / "site_B")
+    al = mash.align([only, ref], reference="site_B", quiet=True)
+    ref_dom = dict(zip(ref.codes["code"], ref.codes["domain"], strict=True))
+    assert {ref_dom[c] for c in al.mapping["reference_code"]} == {"lab"}
+    gold = _read(three / "gold.csv")
+    gold = gold[gold["code"].isin(set(labs["code"]))].assign(site="labs_only")
+    top = al.mapping[al.mapping["rank"] == 1].merge(gold, on=["site", "code", "reference_code"])
+    # 300 patients and no diagnoses to co-occur with: most labs still match by name and values
+    assert len(top) >= 0.5 * gold["code"].nunique()

@@ -102,7 +102,7 @@ def lab_value_parameters(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray,
     --------
     >>> mu, sd = lab_value_parameters(np.array([70.0, 0.0]), np.array([99.0, 0.04]))
     >>> np.round(np.exp(mu), 3).tolist(), np.round(sd, 3).tolist()
-    ([83.235, 0.015], [0.087, 0.5])
+    ([83.247, 0.015], [0.087, 0.5])
     """
     low = np.asarray(low, dtype=np.float64)
     high = np.asarray(high, dtype=np.float64)
