@@ -162,6 +162,10 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--no-values", action="store_false", dest="use_values", default=d["use_values"],
                    help="leave lab values and units out of the scorer (default: use_values=%(default)s: value "
                         "features join it when a site has codes with at least 20 positive numeric values)")
+    a.add_argument("--no-pool-medications", action="store_false", dest="pool_medications",
+                   default=d["pool_medications"],
+                   help="count co-occurrence per formulary entry, not per drug (default: pool_medications="
+                        "%(default)s: medication codes whose names agree up to the strength share one vector)")
     a.add_argument("--concept-threshold", type=float, default=d["concept_threshold"], metavar="P",
                    help="minimum score of a mutual best match merged into one concept (default: %(default)s)")
     a.add_argument("--seed", type=int, default=d["seed"], help="seed of every random step (default: %(default)s)")
@@ -351,6 +355,7 @@ def _cmd_align(args: argparse.Namespace) -> int:
         concept_threshold=args.concept_threshold,
         cross_domain=args.cross_domain,
         use_values=args.use_values,
+        pool_medications=args.pool_medications,
         seed=args.seed,
         quiet=args.quiet,
     )

@@ -204,3 +204,20 @@ def test_a_site_with_one_domain_only(three):
     top = al.mapping[al.mapping["rank"] == 1].merge(gold, on=["site", "code", "reference_code"])
     # 300 patients and no diagnoses to co-occur with: most labs still match by name and values
     assert len(top) >= 0.5 * gold["code"].nunique()
+
+
+def test_formulary_entries_of_one_drug_share_a_cooccurrence_vector(three):
+    from mash.align.stems import medication_stems
+
+    site = mash.Site.load(three / "site_A")
+    group, pooled = medication_stems(site.codes)
+    assert pooled > 0
+    meds = (site.codes["domain"].astype(str) == "medication").to_numpy()
+    assert (np.bincount(group)[group][~meds] == 1).all()  # only drugs are pooled
+    ref = mash.Site.load(three / "site_B")
+    on = mash.align([site, ref], reference="site_B", quiet=True)
+    off = mash.align([site, ref], reference="site_B", quiet=True, pool_medications=False)
+    stats = on.manifest["sites"]["site_A"]["cooccurrence"]
+    assert stats["medication_codes_pooled"] == pooled
+    assert "medication_codes_pooled" not in off.manifest["sites"]["site_A"]["cooccurrence"]
+    assert on.manifest["parameters"]["pool_medications"] is True

@@ -49,6 +49,7 @@ from mash.align.pairs import (
 from mash.align.procrustes import procrustes
 from mash.align.result import Alignment, mapping_frame
 from mash.align.scoring import ScorerFit, fit_listwise
+from mash.align.stems import medication_stems
 from mash.align.transport import TransportResult, sparse_unbalanced_sinkhorn
 from mash.align.values import VALUE_FEATURES, value_features, value_profiles
 from mash.cooccur import cooccurrence_embeddings
@@ -129,6 +130,11 @@ class AlignConfig:
     use_values : bool
         Add the lab-value features of :mod:`mash.align.values` (shape, scale, unit,
         missing flag) when at least one site has codes with value profiles.
+    pool_medications : bool
+        Count co-occurrence per drug rather than per formulary entry: medication codes of
+        a site whose names agree up to the first number (``LIPITOR 20 mg PO TAB``,
+        ``LIPITOR 40 mg PO TAB``) share one co-occurrence vector
+        (:mod:`mash.align.stems`); counted in the manifest.
     seed : int
     quiet : bool
     """
@@ -158,6 +164,7 @@ class AlignConfig:
     concept_threshold: float = 0.5
     cross_domain: bool = False
     use_values: bool = True
+    pool_medications: bool = True
     seed: int = 0
     quiet: bool = False
 
@@ -192,7 +199,7 @@ class AlignConfig:
             need(is_num(getattr(self, name)) and 0 <= getattr(self, name) <= 1, name, "a number in [0, 1]")
         need(self.transport in TRANSPORTS, "transport", f"one of {', '.join(TRANSPORTS)}")
         need(self.transport_mass in TRANSPORT_MASSES, "transport_mass", f"one of {', '.join(TRANSPORT_MASSES)}")
-        for name in ("quiet", "cross_domain", "use_values"):
+        for name in ("quiet", "cross_domain", "use_values", "pool_medications"):
             need(isinstance(getattr(self, name), bool), name, "True or False")
 
 
@@ -583,16 +590,26 @@ def align(
         raw = {s.name: embedder.encode(s.codes["description"].tolist()) for s in sites}
     with timer("cooccurrence"):
         for s in bar(sites, "co-occurrence", quiet=cfg.quiet):
+            subject, days, code = s.event_arrays()
+            group, pooled = (medication_stems(s.codes) if cfg.pool_medications
+                             else (np.arange(s.n_codes, dtype=np.int64), 0))
+            n_groups = int(group.max()) + 1 if len(group) else 0
             co = cooccurrence_embeddings(
-                *s.event_arrays(),
-                s.n_codes,
+                subject, days, group[code] if pooled else code,
+                n_groups if pooled else s.n_codes,
                 window_days=cfg.window_days,
                 shift=cfg.sppmi_shift,
                 dim=cfg.cooc_dim,
                 min_events=cfg.min_events,
                 seed=cfg.seed,
             )
-            views[s.name] = _SiteView(s, raw[s.name], co.vectors, co.reliable, co.code_events, co.stats)
+            vectors, reliable, code_events, stats = co.vectors, co.reliable, co.code_events, co.stats
+            if pooled:  # every entry of a pooled drug gets its group's vector
+                vectors, reliable = vectors[group], reliable[group]
+                code_events = np.bincount(code, minlength=s.n_codes).astype(code_events.dtype)
+                stats = {**stats, "medication_codes_pooled": pooled, "medication_pools": int(
+                    (np.bincount(group) > 1).sum())}
+            views[s.name] = _SiteView(s, raw[s.name], vectors, reliable, code_events, stats)
 
     file_anchors = {n: Anchors.empty() for n in names if n != reference}
     if anchors_file is not None:
