@@ -67,7 +67,11 @@ def _one_error_line(stderr: str) -> None:
 
 def _csv(rows: list[dict[str, str]], header: list[str]) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
+    # a lone \r is a line end to CSV readers unless quoted (csv quotes only what holds
+    # the lineterminator), so the file is quoted throughout, as mash's own writer does
+    has_cr = any("\r" in str(v) for r in rows for v in r.values()) or any("\r" in h for h in header)
+    w = csv.DictWriter(buf, fieldnames=header, lineterminator="\n",
+                       quoting=csv.QUOTE_ALL if has_cr else csv.QUOTE_MINIMAL)
     w.writeheader()
     w.writerows(rows)
     return buf.getvalue()
