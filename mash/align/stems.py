@@ -63,9 +63,8 @@ def medication_stems(codes: pd.DataFrame) -> tuple[np.ndarray, int]:
     if "domain" not in codes.columns or n == 0:
         return np.arange(n, dtype=np.int64), 0
     is_med = (codes["domain"].astype(str) == "medication").to_numpy()
-    keys = np.array([f"m:{stem(d)}" if m and stem(d) else f"c:{i}"
-                     for i, (d, m) in enumerate(zip(codes["description"], is_med, strict=True))],
-                    dtype=object)
+    stems = [stem(d) if m else "" for d, m in zip(codes["description"], is_med, strict=True)]
+    keys = np.array([f"m:{t}" if t else f"c:{i}" for i, t in enumerate(stems)], dtype=object)
     _, first, group = np.unique(keys, return_index=True, return_inverse=True)
     # number groups in order of first appearance, so group ids follow code order
     rank = np.empty(len(first), dtype=np.int64)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mash.synth._calendar import iso_dates
+from mash.synth._segments import sample_segments, segment_ptr
 from mash.synth.clinical import (
     ClinicalSite,
     clinical_site,
@@ -267,9 +268,7 @@ def simulate_domains(
                     id_prefixes[site], n_patients,
                 )
             )
-            site_summary["medication_codes"] = int(sum(
-                len(p) for p in codes_parts if (p["domain"] == "medication").all()
-            ))
+            site_summary["medication_codes"] = len(codes_parts[-1])
             site_summary["brand_named_medication_codes"] = n_brand
         tables[site] = SiteDomainTables(
             codes=pd.concat(codes_parts, ignore_index=True),
@@ -327,14 +326,8 @@ def _formulary(
     codes = _local_ids("RX", len(rows), 6, rng)
     # preference over each ingredient's entries (Dirichlet(1)), then one per order
     pref = rng.gamma(1.0, size=len(rows)) + 1e-12
-    start = np.concatenate(([0], np.cumsum(n_entries)[:-1]))
-    ing_pos = np.searchsorted(used, orders)
-    cum = np.cumsum(pref)
-    seg_total = np.add.reduceat(pref, start)
-    base = cum[start] - pref[start]
-    u = base[ing_pos] + rng.random(len(orders)) * seg_total[ing_pos]
-    pick = np.searchsorted(cum, u, side="right")
-    pick = np.clip(pick, start[ing_pos], start[ing_pos] + n_entries[ing_pos] - 1)
+    pick = sample_segments(pref, segment_ptr(n_entries), np.searchsorted(used, orders),
+                           rng.random(len(orders)))
     entries = pd.DataFrame(
         {
             "site": site,

@@ -176,13 +176,13 @@ def _streams(seed: int) -> dict[str, np.random.Generator]:
 def _extra_streams(
     rngs: dict[str, np.random.Generator], n_sites: int
 ) -> dict[str, tuple[np.random.Generator, ...]]:
-    """Each extra site's (profile, patients, coding) streams, spawned from ``extra_sites``.
+    """Each extra site's (profile, patients, coding, outcomes) streams, from ``extra_sites``.
 
     Call on a fresh :func:`_streams` dict: spawning advances the parent.
     """
     names = site_names(n_sites)[len(SITES):]
     children = rngs["extra_sites"].spawn(len(names)) if names else []
-    return {name: tuple(child.spawn(3)) for name, child in zip(names, children, strict=True)}
+    return {name: tuple(child.spawn(4)) for name, child in zip(names, children, strict=True)}
 
 
 def _check_sites(n_sites: Any) -> int:
@@ -277,7 +277,7 @@ def simulate_latent(
         )
         for site in bar(SITES, "simulate patients", quiet=quiet)
     }
-    for name, (r_profile, r_patients, _) in _extra_streams(rngs, n_sites).items():
+    for name, (r_profile, r_patients, *_) in _extra_streams(rngs, n_sites).items():
         profiles[name] = extra_site_profile(world, name, config=config, rng=r_profile)
         patients[name] = simulate_patients(
             world, profiles[name], n_patients=n_patients, config=config, rng=r_patients
@@ -396,8 +396,9 @@ def simulate(
             n_sites=n_sites, **more_options
         )
     rngs = _streams(seed)
+    extra = _extra_streams(rngs, n_sites)
     coding_rngs = {site: rngs[f"coding_{site}"] for site in SITES}
-    coding_rngs.update({name: r[2] for name, r in _extra_streams(rngs, n_sites).items()})
+    coding_rngs.update({name: r[2] for name, r in extra.items()})
     world, profiles, unshared = latent.world, latent.profiles, latent.unshared
 
     with timer("coding"):
@@ -444,9 +445,7 @@ def simulate(
             )
 
     outcome_rngs = dict(zip(SITES, rngs["outcomes"].spawn(len(SITES)), strict=True))
-    outcome_rngs.update(
-        {name: r[2].spawn(1)[0] for name, r in _extra_streams(_streams(seed), n_sites).items()}
-    )
+    outcome_rngs.update({name: r[3] for name, r in extra.items()})
     site_dirs = {site: out_dir / site for site in names}
     counts: dict[str, int] = {}
     written: dict[str, np.ndarray] = {}
