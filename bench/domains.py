@@ -12,7 +12,8 @@ same sites:
   (b0) mash without co-occurrence and without values (text views and scorer only);
   (b) mash without co-occurrence (`min_events` above every count; values kept);
   (c) mash without values (`use_values=False`);
-  (d) mash full (the default).
+  (d) mash full (the default);
+  (e) mash full without pooling a site's formulary entries of one drug for co-occurrence.
 
 For each method, query site and domain: hits@1 / hits@5 against the gold pairs, and
 the subsets the issue names: brand-named medications (no text clue: their brand is
@@ -65,6 +66,7 @@ METHODS = {
     "(b) mash, no co-occurrence": {"min_events": 10**9},
     "(c) mash, no values": {"use_values": False},
     "(d) mash full": {},
+    "(e) mash full, formulary entries not pooled": {"pool_medications": False},
 }
 
 
